@@ -1,0 +1,117 @@
+// The gRPC server: HTTP/2 with prior knowledge (h2c) over a unix socket, on the loop.
+//
+//   server.addUnary<VersionRequest, VersionResponse>("/runtime.v1.RuntimeService/Version",
+//       [](VersionRequest&& request, UnaryResponder<VersionResponse> responder) { ... });
+//
+// Requests for a path nobody registered are answered UNIMPLEMENTED.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "cri-bridge/grpc/ServerCall.h"
+#include "loop/Loop.h"
+#include "loop/PipeServer.h"
+#include "loop/Timer.h"
+
+namespace monocri::grpc {
+
+// A registered method: decodes the request and starts its handler.
+struct MethodEntry {
+  std::string path;
+  std::string activityLabel;  // "grpc <path>", what the stall detector reports
+  std::function<void(const std::shared_ptr<ServerCall>& call, std::string_view request)> invoke;
+};
+
+// Counters for tests, the benchmark and `monoctl info`.
+struct ServerStats {
+  uint64_t connectionsAccepted = 0;
+  uint64_t connectionsRefused = 0;
+  uint64_t callsStarted = 0;
+  uint64_t callsFailed = 0;  // ended with a status other than OK
+};
+
+class ServerConnection;
+
+class GrpcServer {
+ public:
+  explicit GrpcServer(loop::Loop& loop);
+  ~GrpcServer();
+  GrpcServer(const GrpcServer&) = delete;
+  GrpcServer& operator=(const GrpcServer&) = delete;
+
+  template <typename Request, typename Response>
+  void addUnary(std::string path,
+                std::function<void(Request&&, UnaryResponder<Response>)> handler) {
+    addMethod(std::move(path), [handler = std::move(handler)](
+                                   const std::shared_ptr<ServerCall>& call,
+                                   std::string_view bytes) {
+      Request request;
+      if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+        call->finish(invalidRequest(call->path()));
+        return;
+      }
+      handler(std::move(request), UnaryResponder<Response>(call));
+    });
+  }
+
+  template <typename Request, typename Response>
+  void addServerStreaming(std::string path,
+                          std::function<void(Request&&, ServerWriter<Response>)> handler) {
+    addMethod(std::move(path), [handler = std::move(handler)](
+                                   const std::shared_ptr<ServerCall>& call,
+                                   std::string_view bytes) {
+      Request request;
+      if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+        call->finish(invalidRequest(call->path()));
+        return;
+      }
+      handler(std::move(request), ServerWriter<Response>(call));
+    });
+  }
+
+  // Listens on a unix socket (stale socket replaced). Returns "" or an error message.
+  std::string listen(const std::string& path, mode_t mode);
+
+  // Stops accepting and sends GOAWAY on every connection. Calls in flight may finish within
+  // `grace`; then the rest end with UNAVAILABLE. `done` runs once every connection is closed.
+  void shutdown(std::chrono::milliseconds grace, std::function<void()> done);
+  bool shuttingDown() const { return shuttingDown_; }
+  // Ends the grace period now (a second SIGTERM).
+  void endGracePeriod();
+
+  const MethodEntry* findMethod(std::string_view path) const;
+  size_t connectionCount() const { return connections_.size(); }
+  const ServerStats& stats() const { return stats_; }
+  loop::Loop& loop() const { return loop_; }
+
+ private:
+  friend class ServerConnection;
+  void addMethod(std::string path,
+                 std::function<void(const std::shared_ptr<ServerCall>&, std::string_view)> invoke);
+  static Status invalidRequest(std::string_view path);
+  void onConnection(loop::HandlePtr<loop::PipeStream> stream);
+  // Called by a connection once it has closed; it is freed after the current callback.
+  void release(ServerConnection* connection);
+  void maybeFinishShutdown();
+
+  loop::Loop& loop_;
+  std::map<std::string, MethodEntry, std::less<>> methods_;
+  loop::HandlePtr<loop::PipeServer> listener_;
+  std::string socketPath_;
+  std::unordered_map<ServerConnection*, std::unique_ptr<ServerConnection>> connections_;
+  uint64_t nextConnectionId_ = 1;
+  ServerStats stats_;
+
+  loop::LifetimeGuard lifetime_;
+  bool shuttingDown_ = false;
+  loop::HandlePtr<loop::Timer> graceTimer_;
+  std::function<void()> shutdownDone_;
+};
+
+}  // namespace monocri::grpc

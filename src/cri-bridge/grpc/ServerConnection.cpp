@@ -1,0 +1,524 @@
+#include "cri-bridge/grpc/ServerConnection.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "cri-bridge/grpc/GrpcCompression.h"
+#include "cri-bridge/grpc/GrpcServer.h"
+#include "cri-bridge/grpc/GrpcTimeout.h"
+
+namespace monocri::grpc {
+
+namespace {
+
+constexpr std::string_view kGrpcContentType = "application/grpc";
+
+// HPACK's accounting of a header field (RFC 7541 §4.1), as SETTINGS_MAX_HEADER_LIST_SIZE uses.
+constexpr size_t kHeaderFieldOverhead = 32;
+
+bool isGrpcContentType(std::string_view contentType) {
+  // "application/grpc", optionally followed by "+proto", "+json", or parameters.
+  if (contentType.substr(0, kGrpcContentType.size()) != kGrpcContentType) return false;
+  return contentType.size() == kGrpcContentType.size() ||
+         contentType[kGrpcContentType.size()] == '+' ||
+         contentType[kGrpcContentType.size()] == ';';
+}
+
+// The first bytes of an HTTP/1.x request: "GET / HTTP/1.1" and the like.
+bool looksLikeHttp1(std::string_view bytes) {
+  size_t space = bytes.find(' ');
+  if (space == std::string_view::npos || space == 0 || space > 16) return false;
+  for (char c : bytes.substr(0, space)) {
+    if (c < 'A' || c > 'Z') return false;
+  }
+  return bytes.find(" HTTP/1.") != std::string_view::npos;
+}
+
+}  // namespace
+
+ServerConnection::ServerConnection(GrpcServer& server, loop::HandlePtr<loop::PipeStream> stream,
+                                   uint64_t id)
+    : Http2Transport(server.loop(), std::move(stream)), server_(server), id_(id) {
+  stream_->setLabel("grpc connection read");
+  if (int rc = nghttp2_session_server_new2(&session_, callbacks(), this, options());
+      rc != 0) {
+    spdlog::critical("nghttp2_session_server_new2: {}", nghttp2_strerror(rc));
+    std::abort();  // only fails when out of memory
+  }
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (getsockopt(stream_->fd(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+    peerPid_ = cred.pid;
+    peerUid_ = cred.uid;
+  }
+}
+
+ServerConnection::~ServerConnection() {
+  // Responders may outlive the connection: their calls must stop pointing at it.
+  for (auto& [id, call] : calls_) call->detach();
+}
+
+void ServerConnection::start() {
+  spdlog::debug("grpc connection {} from pid {} uid {}", id_, peerPid_, peerUid_);
+  SendScope scope(*this);
+  const nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kStreamInitialWindowBytes)},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, kMaxRequestHeaderListBytes},
+  };
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindowBytes);
+  handshakeTimer_ = loop::Timer::create(loop_, "grpc handshake timeout");
+  handshakeTimer_->start(kHandshakeTimeoutMs, 0, [this] {
+    spdlog::warn("grpc connection {} (pid {}) sent no HTTP/2 preface in {} ms; closing it", id_,
+                 peerPid_, kHandshakeTimeoutMs);
+    closeTransport("handshake timeout");
+  });
+  startReading();
+}
+
+void ServerConnection::beginShutdown() {
+  if (closed()) return;
+  SendScope scope(*this);
+  constexpr std::string_view kReason = "monocri is shutting down";
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
+                        NGHTTP2_NO_ERROR, reinterpret_cast<const uint8_t*>(kReason.data()),
+                        kReason.size());
+}
+
+void ServerConnection::abortCalls(const Status& status) {
+  SendScope scope(*this);
+  std::vector<std::shared_ptr<ServerCall>> calls;
+  calls.reserve(calls_.size());
+  for (auto& [id, call] : calls_) calls.push_back(call);
+  for (auto& call : calls) call->abort(status);
+}
+
+ServerCall* ServerConnection::findCall(int32_t streamId) const {
+  auto it = calls_.find(streamId);
+  return it == calls_.end() ? nullptr : it->second.get();
+}
+
+// ---- request side ----
+
+int ServerConnection::onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self) {
+  auto* connection = static_cast<ServerConnection*>(self);
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  connection->calls_.emplace(frame->hd.stream_id,
+                             std::make_shared<ServerCall>(*connection, frame->hd.stream_id));
+  ++connection->server_.stats_.callsStarted;
+  return 0;
+}
+
+int ServerConnection::onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                               size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
+                               void* self) {
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+    return 0;  // client trailers carry nothing gRPC needs
+  }
+  auto* connection = static_cast<ServerConnection*>(self);
+  ServerCall* call = connection->findCall(frame->hd.stream_id);
+  if (call == nullptr) return 0;
+  call->headerBytes_ += namelen + valuelen + kHeaderFieldOverhead;
+  if (call->headerBytes_ > kMaxRequestHeaderListBytes) {
+    call->headersInvalid_ = true;
+    return 0;
+  }
+  std::string_view key(reinterpret_cast<const char*>(name), namelen);
+  std::string_view val(reinterpret_cast<const char*>(value), valuelen);
+  if (key == ":path") {
+    call->path_ = val;
+  } else if (key == ":method") {
+    call->httpMethod_ = val;
+  } else if (key == "content-type") {
+    call->contentType_ = val;
+  } else if (key == "grpc-encoding") {
+    call->encoding_ = val;
+  } else if (key == "grpc-timeout") {
+    call->timeoutHeader_ = val;
+  }
+  return 0;
+}
+
+int ServerConnection::onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* self) {
+  auto* connection = static_cast<ServerConnection*>(self);
+  switch (frame->hd.type) {
+    case NGHTTP2_SETTINGS:
+      if (!connection->handshakeDone_ && !(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+        connection->handshakeDone_ = true;
+        connection->handshakeTimer_.reset();
+      }
+      break;
+    case NGHTTP2_HEADERS:
+    case NGHTTP2_DATA: {
+      ServerCall* call = connection->findCall(frame->hd.stream_id);
+      if (call == nullptr) break;
+      if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        connection->onRequestHeaders(*call);
+      }
+      if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) connection->onRequestComplete(*call);
+      break;
+    }
+    default:
+      break;
+  }
+  return 0;
+}
+
+void ServerConnection::onRequestHeaders(ServerCall& call) {
+  if (call.headersInvalid_) {
+    call.finish(Status(StatusCode::kResourceExhausted,
+                       fmt::format("request headers exceed {} bytes", kMaxRequestHeaderListBytes)));
+    return;
+  }
+  if (call.httpMethod_ != "POST") {
+    respondHttpError(call, 405,
+                     Status(StatusCode::kInternal,
+                            fmt::format("gRPC requires POST, got {}", call.httpMethod_)));
+    return;
+  }
+  if (!isGrpcContentType(call.contentType_)) {
+    respondHttpError(call, 415,
+                     Status(StatusCode::kInternal,
+                            fmt::format("content-type '{}' is not application/grpc",
+                                        call.contentType_)));
+    return;
+  }
+  call.method_ = server_.findMethod(call.path_);
+  if (call.method_ == nullptr) {
+    std::string message =
+        call.path_.starts_with("/runtime.v1.")
+            ? fmt::format("monocri does not implement {} yet", call.path_)
+            : fmt::format("unknown method {}", call.path_);
+    call.finish(Status(StatusCode::kUnimplemented, std::move(message)));
+    return;
+  }
+  if (!call.timeoutHeader_.empty()) {
+    auto timeout = parseGrpcTimeout(call.timeoutHeader_);
+    if (!timeout) {
+      call.finish(Status(StatusCode::kInternal,
+                         fmt::format("malformed grpc-timeout '{}'", call.timeoutHeader_)));
+      return;
+    }
+    call.deadline_ = std::chrono::steady_clock::now() + *timeout;
+    // Whole milliseconds, rounded up, with a saturating cast for absurdly long timeouts.
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(*timeout).count();
+    call.deadlineTimer_ = loop::Timer::create(loop_, "grpc deadline");
+    call.deadlineTimer_->start(
+        static_cast<uint64_t>(ms), 0,
+        [weak = std::weak_ptr<ServerCall>(call.shared_from_this()), header = call.timeoutHeader_] {
+          if (auto expired = weak.lock()) {
+            expired->abort(Status(StatusCode::kDeadlineExceeded,
+                                  fmt::format("deadline exceeded (grpc-timeout {})", header)));
+          }
+        });
+  }
+}
+
+int ServerConnection::onDataChunkRecv(nghttp2_session* session, uint8_t, int32_t streamId,
+                                      const uint8_t* data, size_t len, void* self) {
+  auto* connection = static_cast<ServerConnection*>(self);
+  ServerCall* call = connection->findCall(streamId);
+  if (call == nullptr || call->ended_) {
+    nghttp2_session_consume(session, streamId, len);  // answered already: discard
+    return 0;
+  }
+  connection->onRequestData(*call, std::string_view(reinterpret_cast<const char*>(data), len));
+  return 0;
+}
+
+void ServerConnection::onRequestData(ServerCall& call, std::string_view data) {
+  auto error = call.decoder_.decode(data, call.messages_);
+  if (error != GrpcMessageDecoder::Error::kNone) {
+    consume(call, data.size());
+    if (error == GrpcMessageDecoder::Error::kTooLarge) {
+      call.finish(Status(StatusCode::kResourceExhausted,
+                         fmt::format("request message of {} bytes exceeds the {} byte limit",
+                                     call.decoder_.declaredLength(), kMaxMessageBytes)));
+    } else {
+      call.finish(Status(StatusCode::kInternal, "invalid compressed-flag in a gRPC message prefix"));
+    }
+    return;
+  }
+  const size_t messagesSeen = call.messages_.size() + (call.decoder_.midMessage() ? 1 : 0);
+  if (messagesSeen > 1) {
+    consume(call, data.size());
+    call.finish(Status(StatusCode::kInternal,
+                       fmt::format("{} takes one request message; the client sent more",
+                                   call.path_)));
+    return;
+  }
+  // Reserve the message's declared length in the connection's budget as soon as it is known;
+  // without a reservation its bytes are held without WINDOW_UPDATE.
+  if (call.reservedBytes_ == 0 && !call.waitingForBudget_) {
+    const bool lengthKnown = call.decoder_.inPayload() || !call.messages_.empty();
+    if (lengthKnown) {
+      const size_t need = call.decoder_.declaredLength() + kGrpcMessageHeaderBytes;
+      if (reservedRequestBytes_ + need <= kMaxReservedRequestBytesPerConnection) {
+        call.reservedBytes_ = need;
+        reservedRequestBytes_ += need;
+      } else {
+        call.waitingForBudget_ = true;
+        waitingForBudget_.push_back(call.streamId_);
+      }
+    }
+  }
+  if (call.waitingForBudget_) {
+    call.unconsumedBytes_ += data.size();
+  } else {
+    consume(call, data.size());
+  }
+}
+
+void ServerConnection::consume(ServerCall& call, size_t bytes) {
+  if (bytes != 0) nghttp2_session_consume(session_, call.streamId_, bytes);
+}
+
+void ServerConnection::releaseBudget(ServerCall& call) {
+  reservedRequestBytes_ -= call.reservedBytes_;
+  call.reservedBytes_ = 0;
+  if (call.waitingForBudget_) {
+    call.waitingForBudget_ = false;
+    consume(call, call.unconsumedBytes_);
+    call.unconsumedBytes_ = 0;
+  }
+  admitWaitingCalls();
+}
+
+void ServerConnection::admitWaitingCalls() {
+  while (!waitingForBudget_.empty()) {
+    ServerCall* call = findCall(waitingForBudget_.front());
+    if (call == nullptr || !call->waitingForBudget_) {
+      waitingForBudget_.pop_front();
+      continue;
+    }
+    const size_t need = call->decoder_.declaredLength() + kGrpcMessageHeaderBytes;
+    if (reservedRequestBytes_ + need > kMaxReservedRequestBytesPerConnection) break;
+    waitingForBudget_.pop_front();
+    call->reservedBytes_ = need;
+    reservedRequestBytes_ += need;
+    call->waitingForBudget_ = false;
+    consume(*call, call->unconsumedBytes_);
+    call->unconsumedBytes_ = 0;
+    scheduleFlush();  // the WINDOW_UPDATE
+  }
+}
+
+void ServerConnection::onRequestComplete(ServerCall& call) {
+  call.requestComplete_ = true;
+  if (call.ended_ || call.dispatched_) return;
+  dispatch(call);
+}
+
+void ServerConnection::dispatch(ServerCall& call) {
+  call.dispatched_ = true;
+  if (call.decoder_.midMessage()) {
+    call.finish(Status(StatusCode::kInternal, "the request ended inside a gRPC message"));
+    return;
+  }
+  if (call.messages_.size() != 1) {
+    call.finish(Status(StatusCode::kInternal,
+                       fmt::format("{} takes one request message; the client sent {}", call.path_,
+                                   call.messages_.size())));
+    return;
+  }
+  GrpcMessageDecoder::Message message = std::move(call.messages_.front());
+  call.messages_.clear();
+  if (message.compressed) {
+    if (call.encoding_.empty() || call.encoding_ == "identity") {
+      call.finish(Status(StatusCode::kInternal,
+                         "compressed message without a grpc-encoding to decompress it with"));
+      return;
+    }
+    if (!isSupportedEncoding(call.encoding_)) {
+      call.finish(Status(StatusCode::kUnimplemented,
+                         fmt::format("grpc-encoding '{}' is not supported (supported: {})",
+                                     call.encoding_, kAcceptedEncodings)));
+      return;
+    }
+    bool tooLarge = false;
+    auto inflated = gunzip(message.bytes, kMaxMessageBytes, tooLarge);
+    if (!inflated) {
+      call.finish(tooLarge ? Status(StatusCode::kResourceExhausted,
+                                    fmt::format("decompressed request exceeds the {} byte limit",
+                                                kMaxMessageBytes))
+                           : Status(StatusCode::kInternal, "request message is not valid gzip"));
+      return;
+    }
+    message.bytes = std::move(*inflated);
+  }
+  loop::Loop::Activity activity(loop_, call.method_->activityLabel);
+  call.method_->invoke(call.shared_from_this(), message.bytes);
+}
+
+// ---- response side ----
+
+void ServerConnection::respondHttpError(ServerCall& call, int httpStatus, const Status& status) {
+  call.httpStatus_ = httpStatus;
+  call.finish(status);
+}
+
+void ServerConnection::pushOutput(ServerCall& call) {
+  if (closed() || call.trailersSubmitted_) return;
+  if (!call.headersSubmitted_) {
+    call.headersSubmitted_ = true;
+    if (call.ended_ && call.output_.empty()) {
+      submitTrailers(call, /*trailersOnly=*/true);
+    } else {
+      const nghttp2_nv headers[] = {
+          makeHeader(":status", "200"),
+          makeHeader("content-type", kGrpcContentType),
+          makeHeader("grpc-accept-encoding", kAcceptedEncodings),
+      };
+      nghttp2_data_provider provider{};
+      provider.source.ptr = &call;
+      provider.read_callback = readOutput;
+      nghttp2_submit_response(session_, call.streamId_, headers, std::size(headers), &provider);
+    }
+  } else {
+    nghttp2_session_resume_data(session_, call.streamId_);
+  }
+  scheduleFlush();
+}
+
+ssize_t ServerConnection::readOutput(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
+                                     uint32_t* dataFlags, nghttp2_data_source* source, void* self) {
+  auto* call = static_cast<ServerCall*>(source->ptr);
+  const size_t available = call->output_.size() - call->outputOffset_;
+  const size_t n = std::min(length, available);
+  std::memcpy(buf, call->output_.data() + call->outputOffset_, n);
+  call->outputOffset_ += n;
+  if (call->outputOffset_ == call->output_.size()) {
+    call->output_.clear();
+    call->outputOffset_ = 0;
+    if (call->ended_) {
+      *dataFlags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      static_cast<ServerConnection*>(self)->submitTrailers(*call, /*trailersOnly=*/false);
+    } else if (n == 0) {
+      return NGHTTP2_ERR_DEFERRED;
+    }
+  }
+  return static_cast<ssize_t>(n);
+}
+
+void ServerConnection::submitTrailers(ServerCall& call, bool trailersOnly) {
+  call.trailersSubmitted_ = true;
+  const Status& status = call.finalStatus_;
+  const std::string code = std::to_string(static_cast<int>(status.code()));
+  const std::string message = percentEncodeGrpcMessage(status.message());
+  const std::string httpStatus = std::to_string(call.httpStatus_);
+  nghttp2_nv fields[6];
+  size_t n = 0;
+  if (trailersOnly) {
+    fields[n++] = makeHeader(":status", httpStatus);
+    fields[n++] = makeHeader("content-type", kGrpcContentType);
+    fields[n++] = makeHeader("grpc-accept-encoding", kAcceptedEncodings);
+  }
+  fields[n++] = makeHeader("grpc-status", code);
+  if (!message.empty()) fields[n++] = makeHeader("grpc-message", message);
+  if (trailersOnly) {
+    nghttp2_submit_response(session_, call.streamId_, fields, n, nullptr);
+  } else {
+    nghttp2_submit_trailer(session_, call.streamId_, fields, n);
+  }
+}
+
+int ServerConnection::onFrameSend(nghttp2_session* session, const nghttp2_frame* frame,
+                                  void* self) {
+  if (frame->hd.type != NGHTTP2_HEADERS || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
+  auto* connection = static_cast<ServerConnection*>(self);
+  ServerCall* call = connection->findCall(frame->hd.stream_id);
+  // Answered before the client finished sending (an error, a deadline): tell it to stop
+  // (RFC 9113 §8.1: RST_STREAM with NO_ERROR after a complete response).
+  if (call != nullptr && !call->requestComplete_) {
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+  }
+  return 0;
+}
+
+int ServerConnection::onStreamClose(nghttp2_session*, int32_t streamId, uint32_t errorCode,
+                                    void* self) {
+  auto* connection = static_cast<ServerConnection*>(self);
+  auto it = connection->calls_.find(streamId);
+  if (it == connection->calls_.end()) return 0;
+  std::shared_ptr<ServerCall> call = std::move(it->second);
+  connection->calls_.erase(it);
+  connection->releaseBudget(*call);
+  if (!call->ended_) {
+    spdlog::debug("grpc {} on connection {}: client cancelled (stream error {})", call->path_,
+                  connection->id_, nghttp2_http2_strerror(errorCode));
+  }
+  call->detach();
+  return 0;
+}
+
+void ServerConnection::callEnded(ServerCall& call) {
+  const Status& status = call.finalStatus_;
+  if (!status.isOk()) ++server_.stats_.callsFailed;
+  if (spdlog::should_log(spdlog::level::debug)) {
+    spdlog::debug("grpc {} on connection {}: {} in {:.3f} ms", call.path_, id_, status.toString(),
+                  static_cast<double>(uv_hrtime() - call.startNs_) / 1e6);
+  }
+  releaseBudget(call);
+}
+
+// ---- connection ----
+
+bool ServerConnection::onBadPreface(std::string_view firstBytes) {
+  if (!looksLikeHttp1(firstBytes)) return false;
+  constexpr std::string_view kBody =
+      "monocri serves gRPC over HTTP/2 with prior knowledge (h2c) on this socket, not HTTP/1.1\n";
+  writeRaw(fmt::format(
+      "HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/plain\r\n"
+      "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+      kBody.size(), kBody));
+  closeAfterWrites("HTTP/1.1 request on the gRPC socket");
+  return true;
+}
+
+void ServerConnection::onTransportClosed(std::string_view reason) {
+  spdlog::debug("grpc connection {} closed: {}", id_, reason);
+  handshakeTimer_.reset();
+  auto calls = std::move(calls_);
+  calls_.clear();
+  for (auto& [id, call] : calls) call->detach();
+  server_.release(this);
+}
+
+nghttp2_session_callbacks* ServerConnection::callbacks() {
+  static nghttp2_session_callbacks* const callbacks = [] {
+    nghttp2_session_callbacks* cb = nullptr;
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, onBeginHeaders);
+    nghttp2_session_callbacks_set_on_header_callback(cb, onHeader);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, onFrameRecv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, onDataChunkRecv);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, onFrameSend);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, onStreamClose);
+    return cb;
+  }();
+  return callbacks;
+}
+
+nghttp2_option* ServerConnection::options() {
+  static nghttp2_option* const options = [] {
+    nghttp2_option* opt = nullptr;
+    nghttp2_option_new(&opt);
+    // Window updates follow consumption, so a connection's buffered requests stay bounded.
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_max_outbound_ack(opt, kMaxOutboundAcks);
+    nghttp2_option_set_max_settings(opt, kMaxSettingsEntries);
+    nghttp2_option_set_max_continuations(opt, kMaxContinuations);
+    nghttp2_option_set_stream_reset_rate_limit(opt, kStreamResetBurst, kStreamResetRatePerSecond);
+    // No priority tree of closed streams: memory per connection stays proportional to open ones.
+    nghttp2_option_set_no_closed_streams(opt, 1);
+    return opt;
+  }();
+  return options;
+}
+
+}  // namespace monocri::grpc

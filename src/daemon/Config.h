@@ -1,0 +1,46 @@
+// The daemon's configuration: defaults, then the TOML file, then command-line flags.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace monocri::daemon {
+
+inline constexpr const char* kDefaultConfigPath = "/etc/monocri/monocri.toml";
+
+struct Config {
+  std::string root = "/var/lib/monocri";  // persistent state
+  std::string runRoot = "/run/monocri";   // runtime state, gone at reboot
+  std::string listen;                     // CRI socket; default <run_root>/monocri.sock
+  std::string logLevel = "info";          // trace, debug, info, warn, error
+  uint64_t stallThresholdMs = 50;         // loop turns longer than this are logged
+  uint64_t shutdownGraceMs = 10'000;      // SIGTERM: time for calls in flight to finish
+  std::string ociRuntime = "runc";        // OCI runtime binary: a name looked up in PATH, or a path
+
+  std::string configPath;  // the file the values came from ("" if none)
+
+  // The socket path, with the default applied.
+  std::string listenPath() const;
+};
+
+// Settings given on the command line; each one set overrides the file.
+struct ConfigOverrides {
+  std::optional<std::string> root, runRoot, listen, logLevel, ociRuntime;
+  std::optional<uint64_t> stallThresholdMs, shutdownGraceMs;
+};
+
+// Reads `path`. A missing file gives the defaults unless `mustExist` (an explicit --config).
+// Unknown keys, wrong types and invalid values are errors naming the key and the line.
+// Returns the error message, or "" with `out` filled.
+std::string loadConfig(const std::string& path, bool mustExist, Config& out);
+
+// Applies the overrides, then checks the result as a whole (absolute paths, socket length).
+std::string applyOverrides(const ConfigOverrides& overrides, Config& config);
+
+nlohmann::json configToJson(const Config& config);
+std::string configToToml(const Config& config);
+
+}  // namespace monocri::daemon

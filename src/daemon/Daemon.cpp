@@ -1,0 +1,97 @@
+#include "daemon/Daemon.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+
+#include "daemon/Version.h"
+
+namespace monocri::daemon {
+
+namespace {
+
+constexpr uint64_t kReclaimIntervalMs = 5'000;
+
+// mkdir -p, then the leaf's mode. Returns "" or an error naming the path.
+std::string makeDirectory(const std::string& path, mode_t mode) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) return fmt::format("create directory {}: {}", path, ec.message());
+  if (chmod(path.c_str(), mode) != 0) {
+    return fmt::format("chmod {:o} {}: {}", mode, path, std::strerror(errno));
+  }
+  return {};
+}
+
+}  // namespace
+
+Daemon::Daemon(Config config) : config_(std::move(config)), runtime_(config_.ociRuntime) {}
+
+Daemon::~Daemon() = default;
+
+int Daemon::run() {
+  const std::string socketPath = config_.listenPath();
+  for (auto [path, mode] : {std::pair<std::string, mode_t>{config_.root, 0700},
+                            {config_.runRoot, 0711},
+                            {std::filesystem::path(socketPath).parent_path().string(), 0711}}) {
+    if (std::string error = makeDirectory(path, mode); !error.empty()) {
+      spdlog::critical("{}", error);
+      return 1;
+    }
+  }
+
+  loop_.setStallThresholdMs(config_.stallThresholdMs);
+  cri_ = std::make_unique<cri::CriService>(
+      server_,
+      cri::CriServiceOptions{kVersion, kGitCommit, configToJson(config_)},
+      runtime_, network_);
+  health_ = std::make_unique<cri::HealthService>(server_);
+
+  if (std::string error = server_.listen(socketPath, 0660); !error.empty()) {
+    spdlog::critical("cannot serve the CRI: {}", error);
+    return 1;
+  }
+
+  sigterm_ = loop::Signal::create(loop_);
+  sigint_ = loop::Signal::create(loop_);
+  sigterm_->start(SIGTERM, [this](int signum) { beginShutdown(signum); });
+  sigint_->start(SIGINT, [this](int signum) { beginShutdown(signum); });
+
+  if (reclaimMemory_) {
+    reclaimTimer_ = loop::Timer::create(loop_, "memory reclaim");
+    reclaimTimer_->start(kReclaimIntervalMs, kReclaimIntervalMs, [this] { reclaimMemory_(); });
+    reclaimTimer_->unref();
+  }
+
+  std::string why;
+  if (!runtime_.resolve(&why)) spdlog::warn("{}: RuntimeReady stays false until it is installed", why);
+  spdlog::info("monocri {} ({}) serving the CRI on {} (pid {}, state in {}, run state in {})",
+               kVersion, kGitCommit, socketPath, getpid(), config_.root, config_.runRoot);
+  loop_.run();
+  spdlog::info("monocri stopped");
+  return 0;
+}
+
+void Daemon::beginShutdown(int signum) {
+  if (shuttingDown_) {
+    spdlog::warn("{} again: failing the calls still in flight now", strsignal(signum));
+    server_.endGracePeriod();
+    return;
+  }
+  shuttingDown_ = true;
+  spdlog::info("{}: shutting down", strsignal(signum));
+  health_->beginShutdown();
+  server_.shutdown(std::chrono::milliseconds(config_.shutdownGraceMs), [this] {
+    sigterm_.reset();
+    sigint_.reset();
+    reclaimTimer_.reset();
+  });
+}
+
+}  // namespace monocri::daemon

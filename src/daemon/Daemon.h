@@ -1,0 +1,47 @@
+// The monocri daemon: wires the parts of the runtime onto the one event loop and runs it.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "cri-bridge/CriService.h"
+#include "cri-bridge/HealthService.h"
+#include "cri-bridge/grpc/GrpcServer.h"
+#include "daemon/Config.h"
+#include "loop/Loop.h"
+#include "loop/Signal.h"
+#include "loop/Timer.h"
+#include "net/PodNetwork.h"
+#include "oci/OciRuntimeBinary.h"
+
+namespace monocri::daemon {
+
+class Daemon {
+ public:
+  explicit Daemon(Config config);
+  ~Daemon();
+
+  // Called every few seconds on the loop to hand freed memory back to the kernel.
+  void setMemoryReclaimer(std::function<void()> reclaim) { reclaimMemory_ = std::move(reclaim); }
+
+  // Serves until SIGTERM or SIGINT, then shuts down gracefully. Returns the exit code.
+  int run();
+
+ private:
+  void beginShutdown(int signum);
+
+  Config config_;
+  loop::Loop loop_;  // first: destroyed last, after every handle below is closed
+  grpc::GrpcServer server_{loop_};
+  oci::OciRuntimeBinary runtime_;
+  net::PodNetwork network_;
+  std::unique_ptr<cri::CriService> cri_;
+  std::unique_ptr<cri::HealthService> health_;
+  loop::HandlePtr<loop::Signal> sigterm_;
+  loop::HandlePtr<loop::Signal> sigint_;
+  loop::HandlePtr<loop::Timer> reclaimTimer_;
+  std::function<void()> reclaimMemory_;
+  bool shuttingDown_ = false;
+};
+
+}  // namespace monocri::daemon

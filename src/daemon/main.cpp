@@ -1,0 +1,82 @@
+// monocri: the Kubernetes container runtime daemon.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include "daemon/Config.h"
+#include "daemon/Daemon.h"
+#include "daemon/DaemonLog.h"
+#include "daemon/Version.h"
+
+#ifdef MONOCRI_JEMALLOC
+#include <jemalloc/jemalloc.h>
+
+// jemalloc for a daemon whose state lives on one thread: one arena, no thread caches, no
+// background threads, and freed pages returned within a second of going idle (see reclaim).
+extern "C" {
+const char* malloc_conf =
+    "narenas:1,tcache:false,background_thread:false,dirty_decay_ms:1000,muzzy_decay_ms:0";
+}
+
+namespace {
+static_assert(MALLCTL_ARENAS_ALL == 4096, "the mallctl name below spells it out");
+// Decay runs on allocator activity; an idle daemon allocates nothing, so nudge it.
+void reclaimFreedMemory() { mallctl("arena.4096.decay", nullptr, nullptr, nullptr, 0); }
+}  // namespace
+#endif
+
+int main(int argc, char** argv) {
+  CLI::App app{"monocri: a Kubernetes CRI container runtime that supervises every container "
+               "from one event loop"};
+  std::string configPath = monocri::daemon::kDefaultConfigPath;
+  monocri::daemon::ConfigOverrides overrides;
+  bool printConfig = false;
+  bool showVersion = false;
+  auto* configOption =
+      app.add_option("--config", configPath, "TOML configuration file (absent default = defaults)");
+  app.add_option("--root", overrides.root, "Directory for persistent state [/var/lib/monocri]");
+  app.add_option("--run-root", overrides.runRoot, "Directory for runtime state [/run/monocri]");
+  app.add_option("--listen", overrides.listen,
+                 "CRI socket path [<run-root>/monocri.sock]");
+  app.add_option("--log-level", overrides.logLevel, "trace, debug, info, warn or error [info]");
+  app.add_option("--stall-threshold-ms", overrides.stallThresholdMs,
+                 "Log event-loop turns longer than this [50]");
+  app.add_option("--shutdown-grace-ms", overrides.shutdownGraceMs,
+                 "On SIGTERM, time given to calls in flight [10000]");
+  app.add_option("--oci-runtime", overrides.ociRuntime,
+                 "OCI runtime binary, a name in PATH or a path [runc]");
+  app.add_flag("--print-config", printConfig, "Print the effective configuration as TOML and exit");
+  app.add_flag("--version", showVersion, "Print the version and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  if (showVersion) {
+    std::printf("monocri %s (commit %s), CRI runtime API v1\n", monocri::kVersion,
+                monocri::kGitCommit);
+    return 0;
+  }
+
+  monocri::daemon::Config config;
+  std::string error = monocri::daemon::loadConfig(configPath, configOption->count() > 0, config);
+  if (error.empty()) error = monocri::daemon::applyOverrides(overrides, config);
+  if (!error.empty()) {
+    std::cerr << "monocri: configuration: " << error << "\n";
+    return 2;
+  }
+  if (printConfig) {
+    std::cout << monocri::daemon::configToToml(config);
+    return 0;
+  }
+
+  monocri::daemon::setupDaemonLog(config.logLevel);
+  // A client that disconnects must cost a write error, not the daemon.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  monocri::daemon::Daemon daemon(std::move(config));
+#ifdef MONOCRI_JEMALLOC
+  daemon.setMemoryReclaimer(reclaimFreedMemory);
+#endif
+  return daemon.run();
+}

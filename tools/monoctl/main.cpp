@@ -1,0 +1,249 @@
+// monoctl: the operator's command line for monocri (crictl-like), over the same gRPC code.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "api.pb.h"
+#include "cri-bridge/grpc/GrpcClient.h"
+#include "daemon/Version.h"
+#include "health.pb.h"
+#include "loop/Loop.h"
+#include "monoctl/OutputFormat.h"
+
+namespace v1 = runtime::v1;
+using monocri::grpc::Status;
+using monocri::grpc::StatusCode;
+using monocri::monoctl::OutputFormat;
+using Json = nlohmann::ordered_json;
+
+namespace {
+
+constexpr const char* kDefaultEndpoint = "unix:///run/monocri/monocri.sock";
+
+struct Options {
+  std::string endpoint;
+  std::string timeoutText = "10s";
+  std::chrono::nanoseconds timeout{};
+  std::string output;
+  std::string socketPath;
+};
+
+// "10s", "500ms", "2m", "1h", or a plain number of seconds.
+std::optional<std::chrono::nanoseconds> parseDuration(const std::string& text) {
+  size_t digits = 0;
+  while (digits < text.size() && (std::isdigit(static_cast<unsigned char>(text[digits])) ||
+                                  text[digits] == '.')) {
+    ++digits;
+  }
+  if (digits == 0) return std::nullopt;
+  double amount = 0;
+  try {
+    amount = std::stod(text.substr(0, digits));
+  } catch (...) {
+    return std::nullopt;
+  }
+  const std::string unit = text.substr(digits);
+  double seconds = 0;
+  if (unit.empty() || unit == "s") {
+    seconds = amount;
+  } else if (unit == "ms") {
+    seconds = amount / 1000;
+  } else if (unit == "m") {
+    seconds = amount * 60;
+  } else if (unit == "h") {
+    seconds = amount * 3600;
+  } else {
+    return std::nullopt;
+  }
+  if (seconds <= 0) return std::nullopt;
+  return std::chrono::nanoseconds(static_cast<int64_t>(seconds * 1e9));
+}
+
+// "unix:///run/x.sock" or "/run/x.sock" → "/run/x.sock".
+std::optional<std::string> socketPathOf(const std::string& endpoint) {
+  constexpr std::string_view kScheme = "unix://";
+  if (endpoint.starts_with(kScheme)) return endpoint.substr(kScheme.size());
+  if (endpoint.starts_with("/")) return endpoint;
+  return std::nullopt;
+}
+
+// One unary call on a loop of its own.
+template <typename Request, typename Response>
+Status callRuntime(const Options& options, std::string_view path, const Request& request,
+                   Response& response) {
+  monocri::loop::Loop loop;
+  Status result(StatusCode::kUnknown, "no answer");
+  auto client = monocri::grpc::GrpcClient::connect(loop, options.socketPath);
+  client->unary<Request, Response>(
+      path, request, monocri::grpc::CallOptions{options.timeout, false},
+      [&](const Status& status, Response&& answer) {
+        result = status;
+        response = std::move(answer);
+        client->close();
+      });
+  loop.run();
+  return result;
+}
+
+int fail(const Options& options, std::string_view what, const Status& status) {
+  if (status.code() == StatusCode::kUnavailable) {
+    std::cerr << "monoctl: " << what << ": cannot reach the runtime at " << options.endpoint
+              << ": " << status.message() << " (is monocri running?)\n";
+  } else {
+    std::cerr << "monoctl: " << what << ": " << status.toString() << "\n";
+  }
+  return 1;
+}
+
+void print(OutputFormat format, const Json& value) {
+  std::cout << (format == OutputFormat::kYaml ? monocri::monoctl::toYaml(value)
+                                               : monocri::monoctl::toPrettyJson(value));
+}
+
+int runVersion(const Options& options, OutputFormat format) {
+  v1::VersionRequest request;
+  request.set_version("v1");
+  v1::VersionResponse response;
+  if (Status s = callRuntime(options, "/runtime.v1.RuntimeService/Version", request, response);
+      !s.isOk()) {
+    return fail(options, "version", s);
+  }
+  if (format == OutputFormat::kTable) {
+    std::cout << monocri::monoctl::formatTable({{"Version:", response.version()},
+                                                {"RuntimeName:", response.runtime_name()},
+                                                {"RuntimeVersion:", response.runtime_version()},
+                                                {"RuntimeApiVersion:",
+                                                 response.runtime_api_version()}});
+  } else {
+    print(format, monocri::monoctl::messageToJson(response));
+  }
+  return 0;
+}
+
+int runInfo(const Options& options, OutputFormat format) {
+  v1::StatusRequest request;
+  request.set_verbose(true);
+  v1::StatusResponse response;
+  if (Status s = callRuntime(options, "/runtime.v1.RuntimeService/Status", request, response);
+      !s.isOk()) {
+    return fail(options, "info", s);
+  }
+  if (format == OutputFormat::kTable) {
+    std::vector<std::vector<std::string>> rows = {{"CONDITION", "STATUS", "REASON", "MESSAGE"}};
+    for (const auto& condition : response.status().conditions()) {
+      rows.push_back({condition.type(), condition.status() ? "true" : "false",
+                      condition.reason(), condition.message()});
+    }
+    std::cout << monocri::monoctl::formatTable(rows);
+    return 0;
+  }
+  // As crictl: the status, then each verbose info entry decoded from its JSON text.
+  Json out;
+  out["status"] = monocri::monoctl::messageToJson(response.status());
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : response.info()) keys.push_back(key);
+  std::sort(keys.begin(), keys.end());
+  for (const auto& key : keys) {
+    const std::string& text = response.info().at(key);
+    Json parsed = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+    out[key] = parsed.is_discarded() ? Json(text) : parsed;
+  }
+  print(format, out);
+  return 0;
+}
+
+int runRuntimeConfig(const Options& options, OutputFormat format) {
+  v1::RuntimeConfigRequest request;
+  v1::RuntimeConfigResponse response;
+  if (Status s =
+          callRuntime(options, "/runtime.v1.RuntimeService/RuntimeConfig", request, response);
+      !s.isOk()) {
+    return fail(options, "runtime-config", s);
+  }
+  if (format == OutputFormat::kTable) {
+    std::string driver = response.linux().cgroup_driver() == v1::CgroupDriver::SYSTEMD
+                             ? "systemd"
+                             : "cgroupfs";
+    std::cout << monocri::monoctl::formatTable({{"CgroupDriver:", driver}});
+  } else {
+    print(format, monocri::monoctl::messageToJson(response));
+  }
+  return 0;
+}
+
+int runHealth(const Options& options, OutputFormat format, const std::string& service) {
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  if (Status s = callRuntime(options, "/grpc.health.v1.Health/Check", request, response);
+      !s.isOk()) {
+    return fail(options, "health", s);
+  }
+  const std::string& name = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
+      response.status());
+  if (format == OutputFormat::kTable) {
+    std::cout << name << "\n";
+  } else {
+    print(format, Json{{"status", name}});
+  }
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"monoctl: talk to the monocri container runtime over its CRI socket"};
+  app.require_subcommand(1);
+  Options options;
+  const char* env = std::getenv("MONOCRI_ENDPOINT");
+  options.endpoint = env && *env ? env : kDefaultEndpoint;
+  app.add_option("-r,--runtime-endpoint", options.endpoint,
+                 "CRI endpoint, unix:///path (env MONOCRI_ENDPOINT)")
+      ->capture_default_str();
+  app.add_option("-t,--timeout", options.timeoutText, "Per-call timeout: 10s, 500ms, 2m")
+      ->capture_default_str();
+  app.add_option("-o,--output", options.output, "json, yaml or table (default depends on verb)")
+      ->check(CLI::IsMember({"json", "yaml", "table"}));
+  app.set_version_flag("--version", std::string("monoctl ") + monocri::kVersion + " (commit " +
+                                        monocri::kGitCommit + ")");
+
+  auto* version = app.add_subcommand("version", "Runtime name and versions");
+  auto* info = app.add_subcommand("info", "Runtime status and configuration (verbose Status)");
+  auto* runtimeConfig = app.add_subcommand("runtime-config", "Runtime configuration kubelet reads");
+  std::string healthService;
+  auto* health = app.add_subcommand("health", "grpc.health.v1 check (exit 0 when SERVING)");
+  health->add_option("service", healthService, "Service name ('' = the whole server)");
+  CLI11_PARSE(app, argc, argv);
+
+  auto timeout = parseDuration(options.timeoutText);
+  if (!timeout) {
+    std::cerr << "monoctl: --timeout: '" << options.timeoutText
+              << "' is not a duration such as 10s, 500ms or 2m\n";
+    return 2;
+  }
+  options.timeout = *timeout;
+  auto socketPath = socketPathOf(options.endpoint);
+  if (!socketPath) {
+    std::cerr << "monoctl: --runtime-endpoint: '" << options.endpoint
+              << "' is not unix:///path (only unix sockets are supported)\n";
+    return 2;
+  }
+  options.socketPath = *socketPath;
+
+  auto format = [&](OutputFormat fallback) {
+    if (options.output == "json") return OutputFormat::kJson;
+    if (options.output == "yaml") return OutputFormat::kYaml;
+    if (options.output == "table") return OutputFormat::kTable;
+    return fallback;
+  };
+  if (*version) return runVersion(options, format(OutputFormat::kTable));
+  if (*info) return runInfo(options, format(OutputFormat::kJson));
+  if (*runtimeConfig) return runRuntimeConfig(options, format(OutputFormat::kTable));
+  if (*health) return runHealth(options, format(OutputFormat::kTable), healthService);
+  return 2;
+}
