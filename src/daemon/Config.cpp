@@ -84,14 +84,20 @@ std::string loadConfig(const std::string& path, bool mustExist, Config& out) {
   if (!file) return fmt::format("cannot open config file {}", path);
   std::stringstream text;
   text << file.rdbuf();
+  if (std::string error = parseConfig(text.str(), path, out); !error.empty()) return error;
+  out.configPath = path;
+  return {};
+}
+
+std::string parseConfig(const std::string& text, const std::string& path, Config& out) {
+  out = Config{};
   toml::table table;
   try {
-    table = toml::parse(text.str(), path);
+    table = toml::parse(text, path);
   } catch (const toml::parse_error& error) {
     return fmt::format("{}:{}:{}: {}", path, error.source().begin.line,
                        error.source().begin.column, error.description());
   }
-  out.configPath = path;
   for (auto&& [key, node] : table) {
     const std::string name(key.str());
     std::string error;

@@ -37,6 +37,9 @@ struct ConfigOverrides {
 // Returns the error message, or "" with `out` filled.
 std::string loadConfig(const std::string& path, bool mustExist, Config& out);
 
+// Parses TOML `text` (named `source` in messages) over the defaults.
+std::string parseConfig(const std::string& text, const std::string& source, Config& out);
+
 // Applies the overrides, then checks the result as a whole (absolute paths, socket length).
 std::string applyOverrides(const ConfigOverrides& overrides, Config& config);
 

@@ -15,6 +15,15 @@ HandlePtr<PipeStream> PipeStream::create(Loop& loop) {
   return stream;
 }
 
+HandlePtr<PipeStream> PipeStream::adopt(Loop& loop, int fd, int* error) {
+  HandlePtr<PipeStream> stream = create(loop);
+  if (int rc = uv_pipe_open(&stream->handle_, fd); rc != 0) {
+    if (error) *error = rc;
+    return nullptr;
+  }
+  return stream;
+}
+
 void PipeStream::connect(const std::string& path, std::function<void(int)> done) {
   struct ConnectRequest {
     uv_connect_t req{};

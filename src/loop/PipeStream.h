@@ -12,6 +12,9 @@ namespace monocri::loop {
 class PipeStream : public Handle<PipeStream, uv_pipe_t> {
  public:
   static HandlePtr<PipeStream> create(Loop& loop);
+  // Wraps an already connected socket (socketpair, inherited fd); the stream then owns `fd`.
+  // Returns null with `error` set if libuv refuses it.
+  static HandlePtr<PipeStream> adopt(Loop& loop, int fd, int* error = nullptr);
 
   // Client side: connects to the socket at `path`; `done` gets 0 or a libuv error.
   void connect(const std::string& path, std::function<void(int status)> done);

@@ -78,6 +78,9 @@ class GrpcServer {
   // Listens on a unix socket (stale socket replaced). Returns "" or an error message.
   std::string listen(const std::string& path, mode_t mode);
 
+  // Serves a connection accepted elsewhere (an inherited socket, a socketpair in a test).
+  void adoptConnection(loop::HandlePtr<loop::PipeStream> stream) { onConnection(std::move(stream)); }
+
   // Stops accepting and sends GOAWAY on every connection. Calls in flight may finish within
   // `grace`; then the rest end with UNAVAILABLE. `done` runs once every connection is closed.
   void shutdown(std::chrono::milliseconds grace, std::function<void()> done);

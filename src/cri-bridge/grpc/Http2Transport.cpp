@@ -37,12 +37,13 @@ void Http2Transport::startReading() {
 
 void Http2Transport::onRead(std::string_view data) {
   SendScope scope(*this);
-  const bool firstBytes = !receivedAnyBytes_;
-  receivedAnyBytes_ = true;
+  if (!receivedAnyBytes_) {
+    receivedAnyBytes_ = true;
+    if (onFirstBytes(data)) return;
+  }
   ssize_t consumed = nghttp2_session_mem_recv(
       session_, reinterpret_cast<const uint8_t*>(data.data()), data.size());
   if (consumed >= 0 || closed_) return;
-  if (consumed == NGHTTP2_ERR_BAD_CLIENT_MAGIC && firstBytes && onBadPreface(data)) return;
   // Fatal for the session (bad preface, flood, memory): nothing more can be said on it.
   closeTransport(fmt::format("HTTP/2: {}", nghttp2_strerror(static_cast<int>(consumed))));
 }

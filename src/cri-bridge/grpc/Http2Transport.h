@@ -23,6 +23,8 @@ class Http2Transport {
   Http2Transport& operator=(const Http2Transport&) = delete;
 
   bool closed() const { return closed_; }
+  // The peer has sent at least one byte.
+  bool peerSpoke() const { return receivedAnyBytes_; }
   loop::Loop& loop() const { return loop_; }
 
  protected:
@@ -63,8 +65,9 @@ class Http2Transport {
 
   // The connection is gone: calls must be failed or cancelled, and the owner told.
   virtual void onTransportClosed(std::string_view reason) = 0;
-  // The peer did not send the HTTP/2 client preface. Return true if the subclass answered.
-  virtual bool onBadPreface(std::string_view /*firstBytes*/) { return false; }
+  // The first bytes the peer sent, before nghttp2 sees them. Return true if the subclass took
+  // over the connection (e.g. answered an HTTP/1.1 request).
+  virtual bool onFirstBytes(std::string_view /*data*/) { return false; }
 
   loop::Loop& loop_;
   nghttp2_session* session_ = nullptr;

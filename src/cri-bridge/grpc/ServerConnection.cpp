@@ -38,6 +38,22 @@ bool looksLikeHttp1(std::string_view bytes) {
   return bytes.find(" HTTP/1.") != std::string_view::npos;
 }
 
+// Client-controlled text in a log line: no control characters (a forged newline would forge
+// a log line), non-ASCII bytes escaped, length bounded.
+std::string printableForLog(std::string_view text) {
+  constexpr size_t kMaxLogged = 256;
+  std::string out;
+  for (unsigned char c : text.substr(0, kMaxLogged)) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += fmt::format("\\x{:02x}", c);
+    }
+  }
+  if (text.size() > kMaxLogged) out += "...";
+  return out;
+}
+
 }  // namespace
 
 ServerConnection::ServerConnection(GrpcServer& server, loop::HandlePtr<loop::PipeStream> stream,
@@ -64,14 +80,6 @@ ServerConnection::~ServerConnection() {
 
 void ServerConnection::start() {
   spdlog::debug("grpc connection {} from pid {} uid {}", id_, peerPid_, peerUid_);
-  SendScope scope(*this);
-  const nghttp2_settings_entry settings[] = {
-      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kStreamInitialWindowBytes)},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, kMaxRequestHeaderListBytes},
-  };
-  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
-  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindowBytes);
   handshakeTimer_ = loop::Timer::create(loop_, "grpc handshake timeout");
   handshakeTimer_->start(kHandshakeTimeoutMs, 0, [this] {
     spdlog::warn("grpc connection {} (pid {}) sent no HTTP/2 preface in {} ms; closing it", id_,
@@ -83,6 +91,10 @@ void ServerConnection::start() {
 
 void ServerConnection::beginShutdown() {
   if (closed()) return;
+  if (!peerSpoke()) {  // nothing said yet, nothing to finish: no SETTINGS, no GOAWAY
+    closeTransport("shutting down");
+    return;
+  }
   SendScope scope(*this);
   constexpr std::string_view kReason = "monocri is shutting down";
   nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
@@ -449,7 +461,8 @@ int ServerConnection::onStreamClose(nghttp2_session*, int32_t streamId, uint32_t
   connection->calls_.erase(it);
   connection->releaseBudget(*call);
   if (!call->ended_) {
-    spdlog::debug("grpc {} on connection {}: client cancelled (stream error {})", call->path_,
+    spdlog::debug("grpc {} on connection {}: client cancelled (stream error {})",
+                  printableForLog(call->path_),
                   connection->id_, nghttp2_http2_strerror(errorCode));
   }
   call->detach();
@@ -460,7 +473,8 @@ void ServerConnection::callEnded(ServerCall& call) {
   const Status& status = call.finalStatus_;
   if (!status.isOk()) ++server_.stats_.callsFailed;
   if (spdlog::should_log(spdlog::level::debug)) {
-    spdlog::debug("grpc {} on connection {}: {} in {:.3f} ms", call.path_, id_, status.toString(),
+    spdlog::debug("grpc {} on connection {}: {} in {:.3f} ms", printableForLog(call.path_), id_,
+                  printableForLog(status.toString()),
                   static_cast<double>(uv_hrtime() - call.startNs_) / 1e6);
   }
   releaseBudget(call);
@@ -468,16 +482,29 @@ void ServerConnection::callEnded(ServerCall& call) {
 
 // ---- connection ----
 
-bool ServerConnection::onBadPreface(std::string_view firstBytes) {
-  if (!looksLikeHttp1(firstBytes)) return false;
-  constexpr std::string_view kBody =
-      "monocri serves gRPC over HTTP/2 with prior knowledge (h2c) on this socket, not HTTP/1.1\n";
-  writeRaw(fmt::format(
-      "HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/plain\r\n"
-      "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
-      kBody.size(), kBody));
-  closeAfterWrites("HTTP/1.1 request on the gRPC socket");
-  return true;
+bool ServerConnection::onFirstBytes(std::string_view data) {
+  // The server preface (SETTINGS) goes out once the client has spoken, in the same write as
+  // the answers to its first frames: clients send their preface first (RFC 9113 §3.4), and
+  // someone who typed an HTTP/1.1 request at the socket gets a plain answer, not binary frames.
+  if (looksLikeHttp1(data)) {
+    constexpr std::string_view kBody =
+        "monocri serves gRPC over HTTP/2 with prior knowledge (h2c) on this socket, not "
+        "HTTP/1.1\n";
+    writeRaw(fmt::format(
+        "HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/plain\r\n"
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+        kBody.size(), kBody));
+    closeAfterWrites("HTTP/1.1 request on the gRPC socket");
+    return true;
+  }
+  const nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kStreamInitialWindowBytes)},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, kMaxRequestHeaderListBytes},
+  };
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindowBytes);
+  return false;
 }
 
 void ServerConnection::onTransportClosed(std::string_view reason) {
@@ -516,6 +543,11 @@ nghttp2_option* ServerConnection::options() {
     nghttp2_option_set_stream_reset_rate_limit(opt, kStreamResetBurst, kStreamResetRatePerSecond);
     // No priority tree of closed streams: memory per connection stays proportional to open ones.
     nghttp2_option_set_no_closed_streams(opt, 1);
+    // grpc-go clients on unix sockets (kubelet 1.26, crictl) send the socket path as :authority;
+    // nghttp2's HTTP semantics checks reset such streams ('/' is not an authority character, see
+    // tests/integration/test_fixture_replay.py). gRPC needs none of those checks: the request is
+    // validated here instead (POST, a gRPC content-type, a known :path).
+    nghttp2_option_set_no_http_messaging(opt, 1);
     return opt;
   }();
   return options;

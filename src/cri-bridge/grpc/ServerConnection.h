@@ -64,7 +64,7 @@ class ServerConnection : public Http2Transport {
   void admitWaitingCalls();
 
   void onTransportClosed(std::string_view reason) override;
-  bool onBadPreface(std::string_view firstBytes) override;
+  bool onFirstBytes(std::string_view data) override;
 
   GrpcServer& server_;
   const uint64_t id_;
