@@ -71,13 +71,14 @@ bench: deps build
 	build/bin/bench-grpc-version
 
 install: build
-	install -D -m 0755 build/bin/monocri $(DESTDIR)$(PREFIX)/bin/monocri
-	install -D -m 0755 build/bin/monoctl $(DESTDIR)$(PREFIX)/bin/monoctl
+	install -D -s -m 0755 build/bin/monocri $(DESTDIR)$(PREFIX)/bin/monocri
+	install -D -s -m 0755 build/bin/monoctl $(DESTDIR)$(PREFIX)/bin/monoctl
 	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/monocri/monocri.toml ]; then \
 	  install -D -m 0644 config/monocri.toml $(DESTDIR)$(SYSCONFDIR)/monocri/monocri.toml; \
 	else echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/monocri/monocri.toml"; fi
 	sed 's|@BINDIR@|$(PREFIX)/bin|g' config/monocri.service.in > build/monocri.service
 	install -D -m 0644 build/monocri.service $(DESTDIR)$(SYSCONFDIR)/systemd/system/monocri.service
+	@echo "installed; enable with: systemctl daemon-reload && systemctl enable --now monocri"
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')

@@ -11,7 +11,41 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <stdexcept>
+
+namespace monocri::daemon {
+struct TomlInvariantBroken : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+}  // namespace monocri::daemon
+
+// toml++ 3.3 (Debian 12) is not safe on hostile input as it is. Found by tests/fuzz/fuzz_config:
+//  - it asserts, and in NDEBUG builds tells the optimizer to assume, that a table header's key
+//    starts with a key character; "[=" or "[[[a]]]" break that (fixed upstream in
+//    tomlplusplus#301);
+//  - its generated Unicode tables reach __builtin_unreachable() for some non-ASCII characters
+//    where it looks for whitespace (U+00E9 among them).
+// So parseConfig() hands it printable ASCII only (see there), and its internal checks and
+// "unreachable" points are compiled as exceptions in every build, reported as parse errors.
+// (Inside its noexcept functions such a throw terminates: deterministic, never undefined.)
+#pragma push_macro("NDEBUG")
+#undef NDEBUG
+#define TOML_ASSERT(expr) \
+  ((expr) ? static_cast<void>(0) : throw ::monocri::daemon::TomlInvariantBroken(#expr))
+#pragma GCC diagnostic push
+#ifdef __clang__
+#pragma GCC diagnostic ignored "-Wexceptions"
+#else
+#pragma GCC diagnostic ignored "-Wterminate"
+#endif
+#include <toml++/impl/preprocessor.h>  // #pragma once: the definitions below then stay
+#undef TOML_UNREACHABLE
+#define TOML_UNREACHABLE throw ::monocri::daemon::TomlInvariantBroken("unreachable code reached")
+#undef TOML_ASSUME
+#define TOML_ASSUME(...) TOML_ASSERT(__VA_ARGS__)
 #include <toml++/toml.h>
+#pragma GCC diagnostic pop
+#pragma pop_macro("NDEBUG")
 
 namespace monocri::daemon {
 
@@ -91,12 +125,32 @@ std::string loadConfig(const std::string& path, bool mustExist, Config& out) {
 
 std::string parseConfig(const std::string& text, const std::string& path, Config& out) {
   out = Config{};
+  // Printable ASCII, tabs and line ends only. TOML itself allows no raw control character
+  // but tab and line ends; monocri's keys and values are ASCII, and a non-ASCII character in a
+  // string can be written \uXXXX. This keeps toml++ 3.3 away from its unsafe paths (above).
+  size_t line = 1;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    const bool lineEnd = c == '\n' || (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n');
+    if (c == '\n') {
+      ++line;
+    } else if (c >= 0x80) {
+      return fmt::format(
+          "{}:{}: byte 0x{:02x} is not ASCII; write non-ASCII characters in strings as \\uXXXX",
+          path, line, c);
+    } else if ((c < 0x20 && c != '\t' && !lineEnd) || c == 0x7f) {
+      return fmt::format("{}:{}: control character 0x{:02x} is not allowed in TOML", path, line,
+                         c);
+    }
+  }
   toml::table table;
   try {
     table = toml::parse(text, path);
   } catch (const toml::parse_error& error) {
     return fmt::format("{}:{}:{}: {}", path, error.source().begin.line,
                        error.source().begin.column, error.description());
+  } catch (const TomlInvariantBroken& error) {
+    return fmt::format("{}: not valid TOML (the parser's check '{}' failed)", path, error.what());
   }
   for (auto&& [key, node] : table) {
     const std::string name(key.str());

@@ -2,7 +2,10 @@
 // a directory named there), then over N random inputs, some of them mutations of those files.
 // Deterministic (fixed seed), so a failure reproduces.
 #include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -38,13 +41,32 @@ void collect(const std::string& path, std::vector<std::string>& inputs) {
   inputs.push_back(bytes.str());
 }
 
+// The input being run, written out if it crashes the target, as libFuzzer does.
+const std::string* currentInput = nullptr;
+
+void saveCrashingInput(int sig) {
+  const char path[] = "fuzz-crash-input";
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd >= 0 && currentInput != nullptr) {
+    (void)!write(fd, currentInput->data(), currentInput->size());
+    close(fd);
+    const char note[] = "fuzz driver: the crashing input is in ./fuzz-crash-input\n";
+    (void)!write(2, note, sizeof(note) - 1);
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
 void run(const std::string& input) {
+  currentInput = &input;
   LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(input.data()), input.size());
+  currentInput = nullptr;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL}) signal(sig, saveCrashingInput);
   size_t randomRuns = 0;
   std::vector<std::string> inputs;
   for (int i = 1; i < argc; ++i) {

@@ -55,6 +55,7 @@ class Daemon:
         return cmd + self.args
 
     def start(self, wait=True):
+        os.makedirs(self.dir, exist_ok=True)
         self.log_file = open(self.log_path, "ab")
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")

@@ -104,6 +104,32 @@ TEST_F(ConfigTest, SyntaxErrorNamesTheLine) {
   EXPECT_NE(error.find("cfg.toml:2"), std::string::npos) << error;
 }
 
+TEST_F(ConfigTest, ControlCharactersAreRefusedWithTheirLine) {
+  Config config;
+  std::string error = parseConfig("root = \"/a\"\n[\x7f\x7ftab]\n", "cfg.toml", config);
+  EXPECT_NE(error.find("cfg.toml:2"), std::string::npos) << error;
+  EXPECT_NE(error.find("0x7f"), std::string::npos) << error;
+  EXPECT_NE(parseConfig(std::string("root = \"/a\0\"\n", 12), "t", config), "");
+  EXPECT_NE(parseConfig("root = \"/a\"\n[\rable]\n", "t", config).find("0x0d"),
+            std::string::npos);
+  error = parseConfig("# caf\xc3\xa9\nroot = \"/a\" \xc3\xa9\n", "t", config);
+  EXPECT_NE(error.find("t:1: byte 0xc3 is not ASCII"), std::string::npos) << error;
+  // Non-ASCII paths are still possible, escaped.
+  ASSERT_EQ(parseConfig("root = \"/var/lib/caf\\u00e9\"\n", "t", config), "");
+  EXPECT_EQ(config.root, "/var/lib/caf\xc3\xa9");
+  // Tabs and CRLF line ends are fine.
+  EXPECT_EQ(parseConfig("root\t= \"/a\"\r\nlog_level = \"warn\"\r\n", "t", config), "");
+}
+
+TEST_F(ConfigTest, MalformedTableHeadersAreErrorsNotUndefinedBehaviour) {
+  // Inputs that break an assumption of toml++ 3.3's parser (tomlplusplus#301).
+  Config config;
+  for (const char* text : {"[=", "root = \"/a\"\n[= \"b\"}]\n", "[[[1]]]", "[[[a]]]", "[[[]]"}) {
+    std::string error = parseConfig(text, "cfg.toml", config);
+    EXPECT_NE(error.find("cfg.toml"), std::string::npos) << text << ": " << error;
+  }
+}
+
 TEST_F(ConfigTest, FlagsOverrideTheFile) {
   Config config;
   ASSERT_EQ(parseConfig("root = \"/from/file\"\nlog_level = \"warn\"\n", "t", config), "");
@@ -116,6 +142,20 @@ TEST_F(ConfigTest, FlagsOverrideTheFile) {
   EXPECT_EQ(config.stallThresholdMs, 7u);
   overrides.runRoot = "not/absolute";
   EXPECT_NE(applyOverrides(overrides, config), "");
+}
+
+TEST_F(ConfigTest, ShippedConfigFileStatesTheDefaults) {
+  // config/monocri.toml documents every key with its default value: they must agree.
+  Config shipped;
+  ASSERT_EQ(loadConfig(MONOCRI_SOURCE_DIR "/config/monocri.toml", true, shipped), "");
+  const Config defaults;
+  EXPECT_EQ(shipped.root, defaults.root);
+  EXPECT_EQ(shipped.runRoot, defaults.runRoot);
+  EXPECT_EQ(shipped.listenPath(), defaults.listenPath());
+  EXPECT_EQ(shipped.logLevel, defaults.logLevel);
+  EXPECT_EQ(shipped.stallThresholdMs, defaults.stallThresholdMs);
+  EXPECT_EQ(shipped.shutdownGraceMs, defaults.shutdownGraceMs);
+  EXPECT_EQ(shipped.ociRuntime, defaults.ociRuntime);
 }
 
 TEST_F(ConfigTest, JsonAndTomlShowTheEffectiveValues) {
