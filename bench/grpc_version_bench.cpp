@@ -4,11 +4,11 @@
 // side by side, with ratios: the machine is noisy, the ratio less so.
 //
 //   bench-grpc-version [--clients 16] [--calls 5000] [--no-peer]
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
-#include <csignal>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <CLI/CLI.hpp>
+#include <csignal>
 
 #include <algorithm>
 #include <chrono>
@@ -64,7 +64,8 @@ pid_t spawn(const std::vector<std::string>& argv, const fs::path& log) {
       dup2(fileno(out), 2);
     }
     std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    for (const auto& a : argv)
+      args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     execvp(args[0], args.data());
     _exit(127);
@@ -111,7 +112,8 @@ void stop(Daemon& daemon) {
 }
 
 std::optional<Daemon> startMonocri(const fs::path& binDir) {
-  Daemon d{"monocri", "", -1, fs::temp_directory_path() / fmt::format("bench-monocri-{}", getpid())};
+  Daemon d{"monocri", "", -1,
+           fs::temp_directory_path() / fmt::format("bench-monocri-{}", getpid())};
   fs::create_directories(d.dir);
   d.socket = (d.dir / "run/monocri.sock").string();
   d.pid = spawn({(binDir / "monocri").string(), "--root", (d.dir / "root").string(), "--run-root",
@@ -177,14 +179,16 @@ Result measure(const Daemon& daemon, int clients, int calls, int warmup) {
   request.set_version("v1");
 
   auto sampler = loop::Timer::create(loop);
-  sampler->start(20, 20, [&] { result.loadRssMiB = std::max(result.loadRssMiB, rssMiB(daemon.pid)); });
+  sampler->start(20, 20,
+                 [&] { result.loadRssMiB = std::max(result.loadRssMiB, rssMiB(daemon.pid)); });
 
   // Each client: `warmup` calls, then `calls` timed ones, one at a time (closed loop).
   std::function<void(grpc::GrpcClient&, int)> next = [&](grpc::GrpcClient& client, int done) {
     if (done == warmup + calls) {
       if (++finishedClients == clients) {
         sampler->stop();
-        for (auto& c : connections) c->close();
+        for (auto& c : connections)
+          c->close();
       }
       return;
     }
@@ -202,7 +206,8 @@ Result measure(const Daemon& daemon, int clients, int calls, int warmup) {
   for (int i = 0; i < clients; ++i) {
     connections.push_back(grpc::GrpcClient::connect(loop, daemon.socket));
   }
-  for (auto& c : connections) next(*c, 0);
+  for (auto& c : connections)
+    next(*c, 0);
   loop.run();
   const double seconds = static_cast<double>(uv_hrtime() - loadStart) / 1e9;
   result.callsPerSecond = static_cast<double>(latencies.size()) / seconds;
@@ -248,18 +253,22 @@ int main(int argc, char** argv) {
   }
 
   std::vector<Result> results;
-  for (auto& d : daemons) results.push_back(measure(d, clients, calls, warmup));
-  for (auto& d : daemons) stop(d);
+  for (auto& d : daemons)
+    results.push_back(measure(d, clients, calls, warmup));
+  for (auto& d : daemons)
+    stop(d);
 
   fmt::print("CRI Version: {} clients x {} calls (after {} warm-up calls each), {} CPUs\n\n",
              clients, calls, warmup, std::thread::hardware_concurrency());
   fmt::print("{:<22}", "");
-  for (auto& d : daemons) fmt::print("{:>24}", d.name);
+  for (auto& d : daemons)
+    fmt::print("{:>24}", d.name);
   if (daemons.size() == 2) fmt::print("{:>12}", "ratio");
   fmt::print("\n");
   auto row = [&](const char* label, auto field, const char* format) {
     fmt::print("{:<22}", label);
-    for (auto& r : results) fmt::print("{:>24}", fmt::format(fmt::runtime(format), r.*field));
+    for (auto& r : results)
+      fmt::print("{:>24}", fmt::format(fmt::runtime(format), r.*field));
     if (results.size() == 2 && results[1].*field != 0) {
       fmt::print("{:>12.2f}", results[0].*field / results[1].*field);
     }
@@ -274,7 +283,8 @@ int main(int argc, char** argv) {
   row("idle RSS (MiB)", &Result::idleRssMiB, "{:.1f}");
   row("under-load RSS (MiB)", &Result::loadRssMiB, "{:.1f}");
   fmt::print("{:<22}", "errors");
-  for (auto& r : results) fmt::print("{:>24}", r.errors);
+  for (auto& r : results)
+    fmt::print("{:>24}", r.errors);
   fmt::print("\n");
   return 0;
 }

@@ -44,7 +44,9 @@ CriService::CriService(grpc::GrpcServer& server, CriServiceOptions options,
       runtime_(runtime),
       network_(network),
       startedAtMs_(nowMs()) {
-  auto path = [](std::string_view method) { return std::string(kRuntimeService) + std::string(method); };
+  auto path = [](std::string_view method) {
+    return std::string(kRuntimeService) + std::string(method);
+  };
 
   server_.addUnary<v1::VersionRequest, v1::VersionResponse>(
       path("Version"), [this](v1::VersionRequest&&, UnaryResponder<v1::VersionResponse> r) {
@@ -97,9 +99,8 @@ CriService::CriService(grpc::GrpcServer& server, CriServiceOptions options,
       });
 
   server_.addUnary<v1::UpdateRuntimeConfigRequest, v1::UpdateRuntimeConfigResponse>(
-      path("UpdateRuntimeConfig"),
-      [this](v1::UpdateRuntimeConfigRequest&& request,
-             UnaryResponder<v1::UpdateRuntimeConfigResponse> r) {
+      path("UpdateRuntimeConfig"), [this](v1::UpdateRuntimeConfigRequest&& request,
+                                          UnaryResponder<v1::UpdateRuntimeConfigResponse> r) {
         const std::string& cidr = request.runtime_config().network_config().pod_cidr();
         const std::string previous = network_.podCidr();
         if (std::string error = network_.setPodCidr(cidr); !error.empty()) {

@@ -27,7 +27,7 @@ inline constexpr const char* kKubeletApiVersion = "0.1.0";
 struct CriServiceOptions {
   std::string runtimeVersion;  // monocri's version
   std::string gitCommit;
-  nlohmann::json config;       // effective configuration, shown by verbose Status
+  nlohmann::json config;  // effective configuration, shown by verbose Status
 };
 
 class CriService {

@@ -57,8 +57,7 @@ bool HealthService::isKnownService(const std::string& service) {
 
 HealthService::ServingStatus HealthService::statusOf(const std::string& service) const {
   if (!isKnownService(service)) return health::HealthCheckResponse::SERVICE_UNKNOWN;
-  return serving_ ? health::HealthCheckResponse::SERVING
-                  : health::HealthCheckResponse::NOT_SERVING;
+  return serving_ ? health::HealthCheckResponse::SERVING : health::HealthCheckResponse::NOT_SERVING;
 }
 
 void HealthService::beginShutdown() {

@@ -51,8 +51,7 @@ namespace monocri::daemon {
 
 namespace {
 
-constexpr std::array<std::string_view, 5> kLogLevels = {"trace", "debug", "info", "warn",
-                                                        "error"};
+constexpr std::array<std::string_view, 5> kLogLevels = {"trace", "debug", "info", "warn", "error"};
 
 std::string where(const toml::node& node, const std::string& path) {
   return fmt::format("{}:{}", path, node.source().begin.line);
@@ -109,7 +108,7 @@ std::string Config::listenPath() const {
 
 std::string loadConfig(const std::string& path, bool mustExist, Config& out) {
   out = Config{};
-  struct stat st{};
+  struct stat st {};
   if (stat(path.c_str(), &st) != 0) {
     if (errno == ENOENT && !mustExist) return {};
     return fmt::format("cannot read config file {}: {}", path, std::strerror(errno));
@@ -139,16 +138,15 @@ std::string parseConfig(const std::string& text, const std::string& path, Config
           "{}:{}: byte 0x{:02x} is not ASCII; write non-ASCII characters in strings as \\uXXXX",
           path, line, c);
     } else if ((c < 0x20 && c != '\t' && !lineEnd) || c == 0x7f) {
-      return fmt::format("{}:{}: control character 0x{:02x} is not allowed in TOML", path, line,
-                         c);
+      return fmt::format("{}:{}: control character 0x{:02x} is not allowed in TOML", path, line, c);
     }
   }
   toml::table table;
   try {
     table = toml::parse(text, path);
   } catch (const toml::parse_error& error) {
-    return fmt::format("{}:{}:{}: {}", path, error.source().begin.line,
-                       error.source().begin.column, error.description());
+    return fmt::format("{}:{}:{}: {}", path, error.source().begin.line, error.source().begin.column,
+                       error.description());
   } catch (const TomlInvariantBroken& error) {
     return fmt::format("{}: not valid TOML (the parser's check '{}' failed)", path, error.what());
   }

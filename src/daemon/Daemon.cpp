@@ -48,9 +48,8 @@ int Daemon::run() {
 
   loop_.setStallThresholdMs(config_.stallThresholdMs);
   cri_ = std::make_unique<cri::CriService>(
-      server_,
-      cri::CriServiceOptions{kVersion, kGitCommit, configToJson(config_)},
-      runtime_, network_);
+      server_, cri::CriServiceOptions{kVersion, kGitCommit, configToJson(config_)}, runtime_,
+      network_);
   health_ = std::make_unique<cri::HealthService>(server_);
 
   if (std::string error = server_.listen(socketPath, 0660); !error.empty()) {
@@ -70,7 +69,8 @@ int Daemon::run() {
   }
 
   std::string why;
-  if (!runtime_.resolve(&why)) spdlog::warn("{}: RuntimeReady stays false until it is installed", why);
+  if (!runtime_.resolve(&why))
+    spdlog::warn("{}: RuntimeReady stays false until it is installed", why);
   spdlog::info("monocri {} ({}) serving the CRI on {} (pid {}, state in {}, run state in {})",
                kVersion, kGitCommit, socketPath, getpid(), config_.root, config_.runRoot);
   loop_.run();

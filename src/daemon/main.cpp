@@ -1,6 +1,6 @@
 // monocri: the Kubernetes container runtime daemon.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <csignal>
 #include <cstdio>
@@ -24,13 +24,16 @@ const char* malloc_conf =
 namespace {
 static_assert(MALLCTL_ARENAS_ALL == 4096, "the mallctl name below spells it out");
 // Decay runs on allocator activity; an idle daemon allocates nothing, so nudge it.
-void reclaimFreedMemory() { mallctl("arena.4096.decay", nullptr, nullptr, nullptr, 0); }
+void reclaimFreedMemory() {
+  mallctl("arena.4096.decay", nullptr, nullptr, nullptr, 0);
+}
 }  // namespace
 #endif
 
 int main(int argc, char** argv) {
-  CLI::App app{"monocri: a Kubernetes CRI container runtime that supervises every container "
-               "from one event loop"};
+  CLI::App app{
+      "monocri: a Kubernetes CRI container runtime that supervises every container "
+      "from one event loop"};
   std::string configPath = monocri::daemon::kDefaultConfigPath;
   monocri::daemon::ConfigOverrides overrides;
   bool printConfig = false;
@@ -39,8 +42,7 @@ int main(int argc, char** argv) {
       app.add_option("--config", configPath, "TOML configuration file (absent default = defaults)");
   app.add_option("--root", overrides.root, "Directory for persistent state [/var/lib/monocri]");
   app.add_option("--run-root", overrides.runRoot, "Directory for runtime state [/run/monocri]");
-  app.add_option("--listen", overrides.listen,
-                 "CRI socket path [<run-root>/monocri.sock]");
+  app.add_option("--listen", overrides.listen, "CRI socket path [<run-root>/monocri.sock]");
   app.add_option("--log-level", overrides.logLevel, "trace, debug, info, warn or error [info]");
   app.add_option("--stall-threshold-ms", overrides.stallThresholdMs,
                  "Log event-loop turns longer than this [50]");

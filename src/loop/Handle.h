@@ -27,9 +27,8 @@ class Handle {
       return;
     }
     state_ = State::kClosing;
-    uv_close(asHandle(), [](uv_handle_t* h) {
-      delete static_cast<Derived*>(static_cast<Handle*>(h->data));
-    });
+    uv_close(asHandle(),
+             [](uv_handle_t* h) { delete static_cast<Derived*>(static_cast<Handle*>(h->data)); });
   }
   bool closing() const { return state_ == State::kClosing; }
   Loop& loop() const { return loop_; }

@@ -47,7 +47,9 @@ Loop::~Loop() {
   std::free(readBuffer_);
 }
 
-void Loop::run() { uv_run(&loop_, UV_RUN_DEFAULT); }
+void Loop::run() {
+  uv_run(&loop_, UV_RUN_DEFAULT);
+}
 
 void Loop::defer(std::function<void()> fn) {
   deferred_.push_back(std::move(fn));
@@ -76,9 +78,13 @@ void Loop::runDeferred() {
   }
 }
 
-uv_buf_t Loop::readBuffer() { return uv_buf_init(readBuffer_, kReadBufferBytes); }
+uv_buf_t Loop::readBuffer() {
+  return uv_buf_init(readBuffer_, kReadBufferBytes);
+}
 
-void Loop::onPrepare(uv_prepare_t* handle) { static_cast<Loop*>(handle->data)->endTurn(); }
+void Loop::onPrepare(uv_prepare_t* handle) {
+  static_cast<Loop*>(handle->data)->endTurn();
+}
 
 void Loop::endTurn() {
   if (turnBusyNs_ > stallThresholdNs_) {

@@ -14,10 +14,10 @@ namespace monocri::loop {
 
 // What the stall detector saw in one loop turn that took too long.
 struct StallReport {
-  uint64_t turnBusyNs = 0;         // time spent in the turn's callbacks
-  unsigned callbacks = 0;          // top-level callbacks in the turn
-  uint64_t longestNs = 0;          // the longest of them
-  std::string_view longestLabel;   // what it was (the most specific label set within it)
+  uint64_t turnBusyNs = 0;        // time spent in the turn's callbacks
+  unsigned callbacks = 0;         // top-level callbacks in the turn
+  uint64_t longestNs = 0;         // the longest of them
+  std::string_view longestLabel;  // what it was (the most specific label set within it)
 };
 
 // Held by an object that deferred callbacks refer to: they check it before touching the
@@ -89,8 +89,8 @@ class Loop {
   void runDeferred();
 
   uv_loop_t loop_{};
-  uv_prepare_t turnEnd_{};   // runs right before the loop blocks: the end of a turn
-  uv_idle_t deferWake_{};    // active while deferred work waits, so the loop does not block
+  uv_prepare_t turnEnd_{};  // runs right before the loop blocks: the end of a turn
+  uv_idle_t deferWake_{};   // active while deferred work waits, so the loop does not block
   std::deque<std::function<void()>> deferred_;
 
   static constexpr size_t kReadBufferBytes = 64 * 1024;

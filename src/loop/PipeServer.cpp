@@ -16,7 +16,7 @@ namespace {
 
 // Removes a socket left behind by a dead process; refuses to touch anything else.
 std::string removeStaleSocket(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return {};
     return fmt::format("stat {}: {}", path, std::strerror(errno));

@@ -14,9 +14,13 @@ void Timer::start(uint64_t timeoutMs, uint64_t repeatMs, std::function<void()> c
   uv_timer_start(&handle_, onTimer, timeoutMs, repeatMs);
 }
 
-void Timer::stop() { uv_timer_stop(&handle_); }
+void Timer::stop() {
+  uv_timer_stop(&handle_);
+}
 
-bool Timer::active() const { return uv_is_active(reinterpret_cast<const uv_handle_t*>(&handle_)); }
+bool Timer::active() const {
+  return uv_is_active(reinterpret_cast<const uv_handle_t*>(&handle_));
+}
 
 void Timer::onTimer(uv_timer_t* handle) {
   Timer* self = fromHandle(handle);

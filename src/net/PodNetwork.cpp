@@ -32,8 +32,8 @@ std::string PodNetwork::setPodCidr(const std::string& cidr) {
   size_t start = 0;
   while (!cidr.empty() && start <= cidr.size()) {
     size_t comma = cidr.find(',', start);
-    std::string one = cidr.substr(start, comma == std::string::npos ? std::string::npos
-                                                                    : comma - start);
+    std::string one =
+        cidr.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     if (!isValidCidr(one)) return fmt::format("'{}' is not a valid CIDR", one);
     if (comma == std::string::npos) break;
     start = comma + 1;

@@ -11,7 +11,7 @@ namespace monocri::oci {
 namespace {
 
 bool isExecutableFile(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(path.c_str(), X_OK) == 0;
 }
 
@@ -24,12 +24,13 @@ std::optional<std::string> OciRuntimeBinary::resolve(std::string* why) const {
     return std::nullopt;
   }
   const char* env = std::getenv("PATH");
-  const std::string searchPath = env ? env : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  const std::string searchPath =
+      env ? env : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   size_t start = 0;
   while (start <= searchPath.size()) {
     size_t colon = searchPath.find(':', start);
-    std::string dir = searchPath.substr(start, colon == std::string::npos ? std::string::npos
-                                                                          : colon - start);
+    std::string dir =
+        searchPath.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
     if (!dir.empty()) {
       std::string candidate = dir + "/" + nameOrPath_;
       if (isExecutableFile(candidate)) return candidate;

@@ -22,7 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 namespace {
 
 void collect(const std::string& path, std::vector<std::string>& inputs) {
-  struct stat st{};
+  struct stat st {};
   if (stat(path.c_str(), &st) != 0) {
     std::fprintf(stderr, "fuzz driver: cannot stat %s\n", path.c_str());
     std::exit(2);
@@ -66,7 +66,8 @@ void run(const std::string& input) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL}) signal(sig, saveCrashingInput);
+  for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL})
+    signal(sig, saveCrashingInput);
   size_t randomRuns = 0;
   std::vector<std::string> inputs;
   for (int i = 1; i < argc; ++i) {
@@ -76,7 +77,8 @@ int main(int argc, char** argv) {
       collect(argv[i], inputs);
     }
   }
-  for (const auto& input : inputs) run(input);
+  for (const auto& input : inputs)
+    run(input);
   std::mt19937_64 rng(20261122);
   for (size_t n = 0; n < randomRuns; ++n) {
     std::string input;
@@ -85,15 +87,24 @@ int main(int argc, char** argv) {
       const size_t edits = 1 + rng() % 8;
       for (size_t e = 0; e < edits && !input.empty(); ++e) {
         switch (rng() % 4) {
-          case 0: input[rng() % input.size()] = static_cast<char>(rng()); break;
-          case 1: input.erase(rng() % input.size(), 1 + rng() % 16); break;
-          case 2: input.insert(rng() % input.size(), 1 + rng() % 16, static_cast<char>(rng())); break;
-          case 3: input.resize(rng() % (input.size() + 1)); break;
+          case 0:
+            input[rng() % input.size()] = static_cast<char>(rng());
+            break;
+          case 1:
+            input.erase(rng() % input.size(), 1 + rng() % 16);
+            break;
+          case 2:
+            input.insert(rng() % input.size(), 1 + rng() % 16, static_cast<char>(rng()));
+            break;
+          case 3:
+            input.resize(rng() % (input.size() + 1));
+            break;
         }
       }
     } else {
       input.resize(rng() % 512);
-      for (char& c : input) c = static_cast<char>(rng());
+      for (char& c : input)
+        c = static_cast<char>(rng());
     }
     run(input);
   }

@@ -36,7 +36,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     i += len + 1;
   }
   std::string wire;
-  for (const auto& m : messages) monocri::grpc::appendGrpcMessage(wire, m);
+  for (const auto& m : messages)
+    monocri::grpc::appendGrpcMessage(wire, m);
   GrpcMessageDecoder roundTrip(kLimit);
   std::vector<GrpcMessageDecoder::Message> decoded;
   for (char c : wire) {

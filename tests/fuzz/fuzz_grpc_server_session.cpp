@@ -66,7 +66,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         ++stuck;  // the server stopped reading (back-pressure) or closed
       }
       drain(fds[1]);
-      for (int i = 0; i < 4; ++i) uv_run(loop.raw(), UV_RUN_NOWAIT);
+      for (int i = 0; i < 4; ++i)
+        uv_run(loop.raw(), UV_RUN_NOWAIT);
     }
     drain(fds[1]);
     close(fds[1]);

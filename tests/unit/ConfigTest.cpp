@@ -93,9 +93,9 @@ TEST_F(ConfigTest, WrongTypesAndValuesAreErrors) {
             std::string::npos);
   EXPECT_NE(parseConfig("root = \"relative/dir\"\n", "t", config).find("absolute"),
             std::string::npos);
-  EXPECT_NE(parseConfig("listen = \"/" + std::string(120, 'x') + "\"\n", "t", config)
-                .find("at most 107"),
-            std::string::npos);
+  EXPECT_NE(
+      parseConfig("listen = \"/" + std::string(120, 'x') + "\"\n", "t", config).find("at most 107"),
+      std::string::npos);
 }
 
 TEST_F(ConfigTest, SyntaxErrorNamesTheLine) {
@@ -110,8 +110,7 @@ TEST_F(ConfigTest, ControlCharactersAreRefusedWithTheirLine) {
   EXPECT_NE(error.find("cfg.toml:2"), std::string::npos) << error;
   EXPECT_NE(error.find("0x7f"), std::string::npos) << error;
   EXPECT_NE(parseConfig(std::string("root = \"/a\0\"\n", 12), "t", config), "");
-  EXPECT_NE(parseConfig("root = \"/a\"\n[\rable]\n", "t", config).find("0x0d"),
-            std::string::npos);
+  EXPECT_NE(parseConfig("root = \"/a\"\n[\rable]\n", "t", config).find("0x0d"), std::string::npos);
   error = parseConfig("# caf\xc3\xa9\nroot = \"/a\" \xc3\xa9\n", "t", config);
   EXPECT_NE(error.find("t:1: byte 0xc3 is not ASCII"), std::string::npos) << error;
   // Non-ASCII paths are still possible, escaped.

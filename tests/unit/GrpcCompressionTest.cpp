@@ -7,7 +7,8 @@ namespace {
 
 TEST(GrpcCompression, GzipRoundTrip) {
   std::string data;
-  for (int i = 0; i < 10000; ++i) data += std::to_string(i);
+  for (int i = 0; i < 10000; ++i)
+    data += std::to_string(i);
   bool tooLarge = true;
   auto back = gunzip(gzip(data), 1 << 20, tooLarge);
   ASSERT_TRUE(back);

@@ -21,7 +21,9 @@ TEST(GrpcFraming, PrefixIsFlagThenBigEndianLength) {
 
   std::string compressed;
   appendGrpcMessage(compressed, "ab", /*compressed=*/true);
-  EXPECT_EQ(compressed, std::string("\x01\x00\x00\x00\x02" "ab", 7));
+  EXPECT_EQ(compressed, std::string("\x01\x00\x00\x00\x02"
+                                    "ab",
+                                    7));
 }
 
 TEST(GrpcFraming, EmptyMessageIsFiveZeroBytes) {
@@ -38,7 +40,8 @@ TEST(GrpcFraming, EmptyMessageIsFiveZeroBytes) {
 TEST(GrpcFraming, DecodesAnySplitOfSeveralMessages) {
   std::vector<std::string> messages = {"", "a", std::string(70000, 'b'), "\x00\x01\xff"};
   std::string wire;
-  for (const auto& m : messages) appendGrpcMessage(wire, m);
+  for (const auto& m : messages)
+    appendGrpcMessage(wire, m);
 
   std::mt19937 rng(42);
   for (int round = 0; round < 200; ++round) {
@@ -52,7 +55,8 @@ TEST(GrpcFraming, DecodesAnySplitOfSeveralMessages) {
       pos += chunk;
     }
     ASSERT_EQ(out.size(), messages.size());
-    for (size_t i = 0; i < messages.size(); ++i) EXPECT_EQ(out[i].bytes, messages[i]);
+    for (size_t i = 0; i < messages.size(); ++i)
+      EXPECT_EQ(out[i].bytes, messages[i]);
     EXPECT_FALSE(decoder.midMessage());
   }
 }

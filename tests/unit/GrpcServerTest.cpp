@@ -139,7 +139,7 @@ class GrpcServerTest : public ::testing::Test {
 };
 
 TEST_F(GrpcServerTest, SocketHasTheRequestedMode) {
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(stat(socket_.c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   EXPECT_EQ(st.st_mode & 0777, 0660u);
@@ -255,7 +255,8 @@ TEST_F(GrpcServerTest, ManyConnectionsAndConcurrentStreams) {
   std::vector<std::shared_ptr<CallResult>> results;
   for (int c = 0; c < 10; ++c) {
     auto& client = newClient();
-    for (int i = 0; i < 100; ++i) results.push_back(call(client, kVersion, std::to_string(i)));
+    for (int i = 0; i < 100; ++i)
+      results.push_back(call(client, kVersion, std::to_string(i)));
   }
   runUntil([&] {
     for (auto& r : results) {
@@ -295,7 +296,7 @@ TEST_F(GrpcServerTest, GracefulShutdownLetsCallsInFlightFinish) {
   runUntil([&] { return parked_.size() == 1; });
   bool done = false;
   server_.shutdown(milliseconds(5000), [&] { done = true; });
-  struct stat st{};
+  struct stat st {};
   EXPECT_NE(stat(socket_.c_str(), &st), 0) << "the socket is removed at shutdown";
   runFor(20);
   EXPECT_FALSE(done);

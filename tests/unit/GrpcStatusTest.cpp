@@ -25,7 +25,8 @@ TEST(GrpcStatus, PercentEncodingKeepsPrintableAsciiAndEscapesTheRest) {
 
 TEST(GrpcStatus, PercentDecodingRoundTripsEveryByte) {
   std::string all;
-  for (int c = 0; c < 256; ++c) all.push_back(static_cast<char>(c));
+  for (int c = 0; c < 256; ++c)
+    all.push_back(static_cast<char>(c));
   EXPECT_EQ(percentDecodeGrpcMessage(percentEncodeGrpcMessage(all)), all);
 }
 

@@ -26,8 +26,8 @@ TEST(GrpcTimeout, ParsesEveryUnit) {
 }
 
 TEST(GrpcTimeout, RejectsWhatTheGrammarForbids) {
-  for (const char* bad : {"", "m", "10", "10x", "10s ", " 10S", "-5S", "+5S", "1.5S",
-                          "123456789S", "10h", "1e3m", "10mm", "S10"}) {
+  for (const char* bad : {"", "m", "10", "10x", "10s ", " 10S", "-5S", "+5S", "1.5S", "123456789S",
+                          "10h", "1e3m", "10mm", "S10"}) {
     EXPECT_FALSE(parseGrpcTimeout(bad)) << "'" << bad << "'";
   }
 }

@@ -23,11 +23,13 @@ YAML::Node toYamlNode(const nlohmann::ordered_json& value) {
   switch (value.type()) {
     case nlohmann::ordered_json::value_t::object:
       node = YAML::Node(YAML::NodeType::Map);
-      for (auto& [key, item] : value.items()) node[key] = toYamlNode(item);
+      for (auto& [key, item] : value.items())
+        node[key] = toYamlNode(item);
       break;
     case nlohmann::ordered_json::value_t::array:
       node = YAML::Node(YAML::NodeType::Sequence);
-      for (auto& item : value) node.push_back(toYamlNode(item));
+      for (auto& item : value)
+        node.push_back(toYamlNode(item));
       break;
     case nlohmann::ordered_json::value_t::string:
       node = value.get<std::string>();
@@ -58,13 +60,16 @@ std::string toYaml(const nlohmann::ordered_json& value) {
   return std::string(out.c_str()) + "\n";
 }
 
-std::string toPrettyJson(const nlohmann::ordered_json& value) { return value.dump(2) + "\n"; }
+std::string toPrettyJson(const nlohmann::ordered_json& value) {
+  return value.dump(2) + "\n";
+}
 
 std::string formatTable(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> widths;
   for (const auto& row : rows) {
     if (widths.size() < row.size()) widths.resize(row.size(), 0);
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+    for (size_t i = 0; i < row.size(); ++i)
+      widths[i] = std::max(widths[i], row[i].size());
   }
   std::string out;
   for (const auto& row : rows) {

@@ -36,8 +36,8 @@ struct Options {
 // "10s", "500ms", "2m", "1h", or a plain number of seconds.
 std::optional<std::chrono::nanoseconds> parseDuration(const std::string& text) {
   size_t digits = 0;
-  while (digits < text.size() && (std::isdigit(static_cast<unsigned char>(text[digits])) ||
-                                  text[digits] == '.')) {
+  while (digits < text.size() &&
+         (std::isdigit(static_cast<unsigned char>(text[digits])) || text[digits] == '.')) {
     ++digits;
   }
   if (digits == 0) return std::nullopt;
@@ -79,21 +79,21 @@ Status callRuntime(const Options& options, std::string_view path, const Request&
   monocri::loop::Loop loop;
   Status result(StatusCode::kUnknown, "no answer");
   auto client = monocri::grpc::GrpcClient::connect(loop, options.socketPath);
-  client->unary<Request, Response>(
-      path, request, monocri::grpc::CallOptions{options.timeout, false},
-      [&](const Status& status, Response&& answer) {
-        result = status;
-        response = std::move(answer);
-        client->close();
-      });
+  client->unary<Request, Response>(path, request,
+                                   monocri::grpc::CallOptions{options.timeout, false},
+                                   [&](const Status& status, Response&& answer) {
+                                     result = status;
+                                     response = std::move(answer);
+                                     client->close();
+                                   });
   loop.run();
   return result;
 }
 
 int fail(const Options& options, std::string_view what, const Status& status) {
   if (status.code() == StatusCode::kUnavailable) {
-    std::cerr << "monoctl: " << what << ": cannot reach the runtime at " << options.endpoint
-              << ": " << status.message() << " (is monocri running?)\n";
+    std::cerr << "monoctl: " << what << ": cannot reach the runtime at " << options.endpoint << ": "
+              << status.message() << " (is monocri running?)\n";
   } else {
     std::cerr << "monoctl: " << what << ": " << status.toString() << "\n";
   }
@@ -102,7 +102,7 @@ int fail(const Options& options, std::string_view what, const Status& status) {
 
 void print(OutputFormat format, const Json& value) {
   std::cout << (format == OutputFormat::kYaml ? monocri::monoctl::toYaml(value)
-                                               : monocri::monoctl::toPrettyJson(value));
+                                              : monocri::monoctl::toPrettyJson(value));
 }
 
 int runVersion(const Options& options, OutputFormat format) {
@@ -114,11 +114,11 @@ int runVersion(const Options& options, OutputFormat format) {
     return fail(options, "version", s);
   }
   if (format == OutputFormat::kTable) {
-    std::cout << monocri::monoctl::formatTable({{"Version:", response.version()},
-                                                {"RuntimeName:", response.runtime_name()},
-                                                {"RuntimeVersion:", response.runtime_version()},
-                                                {"RuntimeApiVersion:",
-                                                 response.runtime_api_version()}});
+    std::cout << monocri::monoctl::formatTable(
+        {{"Version:", response.version()},
+         {"RuntimeName:", response.runtime_name()},
+         {"RuntimeVersion:", response.runtime_version()},
+         {"RuntimeApiVersion:", response.runtime_api_version()}});
   } else {
     print(format, monocri::monoctl::messageToJson(response));
   }
@@ -136,8 +136,8 @@ int runInfo(const Options& options, OutputFormat format) {
   if (format == OutputFormat::kTable) {
     std::vector<std::vector<std::string>> rows = {{"CONDITION", "STATUS", "REASON", "MESSAGE"}};
     for (const auto& condition : response.status().conditions()) {
-      rows.push_back({condition.type(), condition.status() ? "true" : "false",
-                      condition.reason(), condition.message()});
+      rows.push_back({condition.type(), condition.status() ? "true" : "false", condition.reason(),
+                      condition.message()});
     }
     std::cout << monocri::monoctl::formatTable(rows);
     return 0;
@@ -146,7 +146,8 @@ int runInfo(const Options& options, OutputFormat format) {
   Json out;
   out["status"] = monocri::monoctl::messageToJson(response.status());
   std::vector<std::string> keys;
-  for (const auto& [key, value] : response.info()) keys.push_back(key);
+  for (const auto& [key, value] : response.info())
+    keys.push_back(key);
   std::sort(keys.begin(), keys.end());
   for (const auto& key : keys) {
     const std::string& text = response.info().at(key);
@@ -166,9 +167,8 @@ int runRuntimeConfig(const Options& options, OutputFormat format) {
     return fail(options, "runtime-config", s);
   }
   if (format == OutputFormat::kTable) {
-    std::string driver = response.linux().cgroup_driver() == v1::CgroupDriver::SYSTEMD
-                             ? "systemd"
-                             : "cgroupfs";
+    std::string driver =
+        response.linux().cgroup_driver() == v1::CgroupDriver::SYSTEMD ? "systemd" : "cgroupfs";
     std::cout << monocri::monoctl::formatTable({{"CgroupDriver:", driver}});
   } else {
     print(format, monocri::monoctl::messageToJson(response));
@@ -184,8 +184,8 @@ int runHealth(const Options& options, OutputFormat format, const std::string& se
       !s.isOk()) {
     return fail(options, "health", s);
   }
-  const std::string& name = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
-      response.status());
+  const std::string& name =
+      grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status());
   if (format == OutputFormat::kTable) {
     std::cout << name << "\n";
   } else {

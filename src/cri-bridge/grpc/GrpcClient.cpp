@@ -159,7 +159,8 @@ int GrpcClient::onHeader(nghttp2_session*, const nghttp2_frame* frame, const uin
   std::string_view val(reinterpret_cast<const char*>(value), valuelen);
   if (key == ":status") {
     call.httpStatus = 0;
-    for (char c : val) call.httpStatus = call.httpStatus * 10 + (c - '0');
+    for (char c : val)
+      call.httpStatus = call.httpStatus * 10 + (c - '0');
   } else if (key == "grpc-status") {
     call.grpcStatus = parseGrpcStatus(val);
     if (!call.grpcStatus) call.grpcStatus = StatusCode::kUnknown;
@@ -181,29 +182,30 @@ int GrpcClient::onDataChunkRecv(nghttp2_session*, uint8_t, int32_t streamId, con
   auto error =
       call.decoder.decode(std::string_view(reinterpret_cast<const char*>(data), len), messages);
   if (error != GrpcMessageDecoder::Error::kNone) {
-    client->completeCall(call,
-                       error == GrpcMessageDecoder::Error::kTooLarge
-                           ? Status(StatusCode::kResourceExhausted,
-                                    fmt::format("response message of {} bytes exceeds the {} byte "
-                                                "limit",
-                                                call.decoder.declaredLength(), kMaxMessageBytes))
-                           : Status(StatusCode::kInternal, "invalid gRPC message prefix"),
-                       /*resetStream=*/true);
+    client->completeCall(
+        call,
+        error == GrpcMessageDecoder::Error::kTooLarge
+            ? Status(StatusCode::kResourceExhausted,
+                     fmt::format("response message of {} bytes exceeds the {} byte "
+                                 "limit",
+                                 call.decoder.declaredLength(), kMaxMessageBytes))
+            : Status(StatusCode::kInternal, "invalid gRPC message prefix"),
+        /*resetStream=*/true);
     return 0;
   }
   for (auto& message : messages) {
     if (message.compressed) {
       bool tooLarge = false;
-      auto inflated = call.encoding == "gzip"
-                          ? gunzip(message.bytes, kMaxMessageBytes, tooLarge)
-                          : std::nullopt;
+      auto inflated = call.encoding == "gzip" ? gunzip(message.bytes, kMaxMessageBytes, tooLarge)
+                                              : std::nullopt;
       if (!inflated) {
-        client->completeCall(call,
-                           Status(StatusCode::kInternal,
-                                  fmt::format("cannot decompress a response message (grpc-encoding "
-                                              "'{}')",
-                                              call.encoding)),
-                           /*resetStream=*/true);
+        client->completeCall(
+            call,
+            Status(StatusCode::kInternal,
+                   fmt::format("cannot decompress a response message (grpc-encoding "
+                               "'{}')",
+                               call.encoding)),
+            /*resetStream=*/true);
         return 0;
       }
       message.bytes = std::move(*inflated);
@@ -214,8 +216,7 @@ int GrpcClient::onDataChunkRecv(nghttp2_session*, uint8_t, int32_t streamId, con
   return 0;
 }
 
-int GrpcClient::onStreamClose(nghttp2_session*, int32_t streamId, uint32_t errorCode,
-                              void* self) {
+int GrpcClient::onStreamClose(nghttp2_session*, int32_t streamId, uint32_t errorCode, void* self) {
   auto* client = static_cast<GrpcClient*>(self);
   auto it = client->calls_.find(streamId);
   if (it == client->calls_.end()) return 0;
@@ -245,7 +246,9 @@ int GrpcClient::onStreamClose(nghttp2_session*, int32_t streamId, uint32_t error
   return 0;
 }
 
-void GrpcClient::close() { closeTransport("closed by the client"); }
+void GrpcClient::close() {
+  closeTransport("closed by the client");
+}
 
 void GrpcClient::onTransportClosed(std::string_view reason) {
   closeReason_ = reason;

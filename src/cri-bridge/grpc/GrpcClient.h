@@ -84,8 +84,8 @@ class GrpcClient : public Http2Transport {
   static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t flags,
                       void* self);
-  static int onDataChunkRecv(nghttp2_session*, uint8_t flags, int32_t streamId,
-                             const uint8_t* data, size_t len, void* self);
+  static int onDataChunkRecv(nghttp2_session*, uint8_t flags, int32_t streamId, const uint8_t* data,
+                             size_t len, void* self);
   static int onStreamClose(nghttp2_session*, int32_t streamId, uint32_t errorCode, void* self);
   static ssize_t readRequest(nghttp2_session*, int32_t streamId, uint8_t* buf, size_t length,
                              uint32_t* dataFlags, nghttp2_data_source* source, void* self);

@@ -58,8 +58,8 @@ void GrpcServer::onConnection(loop::HandlePtr<loop::PipeStream> stream) {
     return;
   }
   ++stats_.connectionsAccepted;
-  auto connection = std::make_unique<ServerConnection>(*this, std::move(stream),
-                                                       nextConnectionId_++);
+  auto connection =
+      std::make_unique<ServerConnection>(*this, std::move(stream), nextConnectionId_++);
   ServerConnection* raw = connection.get();
   connections_.emplace(raw, std::move(connection));
   raw->start();
@@ -84,8 +84,10 @@ void GrpcServer::shutdown(std::chrono::milliseconds grace, std::function<void()>
   spdlog::info("grpc: shutting down; {} connection(s) open, {} ms for calls in flight",
                connections_.size(), grace.count());
   std::vector<ServerConnection*> open;
-  for (auto& [raw, connection] : connections_) open.push_back(raw);
-  for (ServerConnection* connection : open) connection->beginShutdown();
+  for (auto& [raw, connection] : connections_)
+    open.push_back(raw);
+  for (ServerConnection* connection : open)
+    connection->beginShutdown();
   graceTimer_ = loop::Timer::create(loop_, "grpc shutdown grace");
   graceTimer_->start(static_cast<uint64_t>(grace.count()), 0, [this] { endGracePeriod(); });
   maybeFinishShutdown();
@@ -95,9 +97,11 @@ void GrpcServer::endGracePeriod() {
   if (!shuttingDown_) return;
   if (graceTimer_) graceTimer_->stop();
   std::vector<ServerConnection*> remaining;
-  for (auto& [raw, connection] : connections_) remaining.push_back(raw);
+  for (auto& [raw, connection] : connections_)
+    remaining.push_back(raw);
   size_t calls = 0;
-  for (ServerConnection* connection : remaining) calls += connection->activeCalls();
+  for (ServerConnection* connection : remaining)
+    calls += connection->activeCalls();
   if (calls != 0) spdlog::warn("grpc: failing {} call(s) still running at shutdown", calls);
   for (ServerConnection* connection : remaining) {
     connection->abortCalls(Status(StatusCode::kUnavailable, "monocri is shutting down"));

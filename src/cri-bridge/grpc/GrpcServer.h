@@ -48,38 +48,40 @@ class GrpcServer {
   template <typename Request, typename Response>
   void addUnary(std::string path,
                 std::function<void(Request&&, UnaryResponder<Response>)> handler) {
-    addMethod(std::move(path), [handler = std::move(handler)](
-                                   const std::shared_ptr<ServerCall>& call,
-                                   std::string_view bytes) {
-      Request request;
-      if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-        call->finish(invalidRequest(call->path()));
-        return;
-      }
-      handler(std::move(request), UnaryResponder<Response>(call));
-    });
+    addMethod(std::move(path),
+              [handler = std::move(handler)](const std::shared_ptr<ServerCall>& call,
+                                             std::string_view bytes) {
+                Request request;
+                if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+                  call->finish(invalidRequest(call->path()));
+                  return;
+                }
+                handler(std::move(request), UnaryResponder<Response>(call));
+              });
   }
 
   template <typename Request, typename Response>
   void addServerStreaming(std::string path,
                           std::function<void(Request&&, ServerWriter<Response>)> handler) {
-    addMethod(std::move(path), [handler = std::move(handler)](
-                                   const std::shared_ptr<ServerCall>& call,
-                                   std::string_view bytes) {
-      Request request;
-      if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-        call->finish(invalidRequest(call->path()));
-        return;
-      }
-      handler(std::move(request), ServerWriter<Response>(call));
-    });
+    addMethod(std::move(path),
+              [handler = std::move(handler)](const std::shared_ptr<ServerCall>& call,
+                                             std::string_view bytes) {
+                Request request;
+                if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+                  call->finish(invalidRequest(call->path()));
+                  return;
+                }
+                handler(std::move(request), ServerWriter<Response>(call));
+              });
   }
 
   // Listens on a unix socket (stale socket replaced). Returns "" or an error message.
   std::string listen(const std::string& path, mode_t mode);
 
   // Serves a connection accepted elsewhere (an inherited socket, a socketpair in a test).
-  void adoptConnection(loop::HandlePtr<loop::PipeStream> stream) { onConnection(std::move(stream)); }
+  void adoptConnection(loop::HandlePtr<loop::PipeStream> stream) {
+    onConnection(std::move(stream));
+  }
 
   // Stops accepting and sends GOAWAY on every connection. Calls in flight may finish within
   // `grace`; then the rest end with UNAVAILABLE. `done` runs once every connection is closed.

@@ -26,12 +26,12 @@ Http2Transport::~Http2Transport() {
 }
 
 void Http2Transport::startReading() {
-  int rc = stream_->startReading([this](std::string_view data) { onRead(data); },
-                                 [this](int status) {
-                                   closeTransport(status == UV_EOF
-                                                      ? std::string("peer closed the connection")
-                                                      : fmt::format("read: {}", uv_strerror(status)));
-                                 });
+  int rc = stream_->startReading(
+      [this](std::string_view data) { onRead(data); },
+      [this](int status) {
+        closeTransport(status == UV_EOF ? std::string("peer closed the connection")
+                                        : fmt::format("read: {}", uv_strerror(status)));
+      });
   if (rc != 0) closeTransport(fmt::format("start reading: {}", uv_strerror(rc)));
 }
 

@@ -29,7 +29,8 @@ bool ServerCall::sendMessage(std::string_view serialized) {
   }
   // A streaming client that stops reading must not make the daemon buffer without bound:
   // one maximum-size message may wait, not more.
-  if (output_.size() - outputOffset_ + serialized.size() > kMaxMessageBytes + kGrpcMessageHeaderBytes) {
+  if (output_.size() - outputOffset_ + serialized.size() >
+      kMaxMessageBytes + kGrpcMessageHeaderBytes) {
     abort(Status(StatusCode::kResourceExhausted,
                  "the client is not reading the stream's messages; monocri ended it"));
     return false;
@@ -56,7 +57,8 @@ void ServerCall::abort(const Status& status) {
   cancelled_ = true;
   auto callbacks = std::move(cancelCallbacks_);
   finish(status);
-  for (auto& callback : callbacks) callback();
+  for (auto& callback : callbacks)
+    callback();
 }
 
 void ServerCall::detach() {
@@ -67,7 +69,8 @@ void ServerCall::detach() {
   cancelled_ = true;
   finalStatus_ = Status(StatusCode::kCancelled, "the client cancelled the call");
   auto callbacks = std::move(cancelCallbacks_);
-  for (auto& callback : callbacks) callback();
+  for (auto& callback : callbacks)
+    callback();
 }
 
 }  // namespace monocri::grpc

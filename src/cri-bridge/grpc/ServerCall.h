@@ -71,8 +71,8 @@ class ServerCall : public std::enable_shared_from_this<ServerCall> {
   const MethodEntry* method_ = nullptr;
   GrpcMessageDecoder decoder_{kMaxMessageBytes};
   std::vector<GrpcMessageDecoder::Message> messages_;
-  size_t reservedBytes_ = 0;     // this call's share of the connection's request budget
-  size_t unconsumedBytes_ = 0;   // received while waiting for budget: no WINDOW_UPDATE yet
+  size_t reservedBytes_ = 0;    // this call's share of the connection's request budget
+  size_t unconsumedBytes_ = 0;  // received while waiting for budget: no WINDOW_UPDATE yet
   bool waitingForBudget_ = false;
   bool requestComplete_ = false;  // END_STREAM received
   bool dispatched_ = false;

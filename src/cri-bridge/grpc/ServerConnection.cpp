@@ -24,8 +24,7 @@ bool isGrpcContentType(std::string_view contentType) {
   // "application/grpc", optionally followed by "+proto", "+json", or parameters.
   if (contentType.substr(0, kGrpcContentType.size()) != kGrpcContentType) return false;
   return contentType.size() == kGrpcContentType.size() ||
-         contentType[kGrpcContentType.size()] == '+' ||
-         contentType[kGrpcContentType.size()] == ';';
+         contentType[kGrpcContentType.size()] == '+' || contentType[kGrpcContentType.size()] == ';';
 }
 
 // The first bytes of an HTTP/1.x request: "GET / HTTP/1.1" and the like.
@@ -60,8 +59,7 @@ ServerConnection::ServerConnection(GrpcServer& server, loop::HandlePtr<loop::Pip
                                    uint64_t id)
     : Http2Transport(server.loop(), std::move(stream)), server_(server), id_(id) {
   stream_->setLabel("grpc connection read");
-  if (int rc = nghttp2_session_server_new2(&session_, callbacks(), this, options());
-      rc != 0) {
+  if (int rc = nghttp2_session_server_new2(&session_, callbacks(), this, options()); rc != 0) {
     spdlog::critical("nghttp2_session_server_new2: {}", nghttp2_strerror(rc));
     std::abort();  // only fails when out of memory
   }
@@ -75,7 +73,8 @@ ServerConnection::ServerConnection(GrpcServer& server, loop::HandlePtr<loop::Pip
 
 ServerConnection::~ServerConnection() {
   // Responders may outlive the connection: their calls must stop pointing at it.
-  for (auto& [id, call] : calls_) call->detach();
+  for (auto& [id, call] : calls_)
+    call->detach();
 }
 
 void ServerConnection::start() {
@@ -97,17 +96,19 @@ void ServerConnection::beginShutdown() {
   }
   SendScope scope(*this);
   constexpr std::string_view kReason = "monocri is shutting down";
-  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
-                        NGHTTP2_NO_ERROR, reinterpret_cast<const uint8_t*>(kReason.data()),
-                        kReason.size());
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(session_), NGHTTP2_NO_ERROR,
+                        reinterpret_cast<const uint8_t*>(kReason.data()), kReason.size());
 }
 
 void ServerConnection::abortCalls(const Status& status) {
   SendScope scope(*this);
   std::vector<std::shared_ptr<ServerCall>> calls;
   calls.reserve(calls_.size());
-  for (auto& [id, call] : calls_) calls.push_back(call);
-  for (auto& call : calls) call->abort(status);
+  for (auto& [id, call] : calls_)
+    calls.push_back(call);
+  for (auto& call : calls)
+    call->abort(status);
 }
 
 ServerCall* ServerConnection::findCall(int32_t streamId) const {
@@ -188,24 +189,23 @@ void ServerConnection::onRequestHeaders(ServerCall& call) {
     return;
   }
   if (call.httpMethod_ != "POST") {
-    respondHttpError(call, 405,
-                     Status(StatusCode::kInternal,
-                            fmt::format("gRPC requires POST, got {}", call.httpMethod_)));
+    respondHttpError(
+        call, 405,
+        Status(StatusCode::kInternal, fmt::format("gRPC requires POST, got {}", call.httpMethod_)));
     return;
   }
   if (!isGrpcContentType(call.contentType_)) {
-    respondHttpError(call, 415,
-                     Status(StatusCode::kInternal,
-                            fmt::format("content-type '{}' is not application/grpc",
-                                        call.contentType_)));
+    respondHttpError(
+        call, 415,
+        Status(StatusCode::kInternal,
+               fmt::format("content-type '{}' is not application/grpc", call.contentType_)));
     return;
   }
   call.method_ = server_.findMethod(call.path_);
   if (call.method_ == nullptr) {
-    std::string message =
-        call.path_.starts_with("/runtime.v1.")
-            ? fmt::format("monocri does not implement {} yet", call.path_)
-            : fmt::format("unknown method {}", call.path_);
+    std::string message = call.path_.starts_with("/runtime.v1.")
+                              ? fmt::format("monocri does not implement {} yet", call.path_)
+                              : fmt::format("unknown method {}", call.path_);
     call.finish(Status(StatusCode::kUnimplemented, std::move(message)));
     return;
   }
@@ -252,16 +252,17 @@ void ServerConnection::onRequestData(ServerCall& call, std::string_view data) {
                          fmt::format("request message of {} bytes exceeds the {} byte limit",
                                      call.decoder_.declaredLength(), kMaxMessageBytes)));
     } else {
-      call.finish(Status(StatusCode::kInternal, "invalid compressed-flag in a gRPC message prefix"));
+      call.finish(
+          Status(StatusCode::kInternal, "invalid compressed-flag in a gRPC message prefix"));
     }
     return;
   }
   const size_t messagesSeen = call.messages_.size() + (call.decoder_.midMessage() ? 1 : 0);
   if (messagesSeen > 1) {
     consume(call, data.size());
-    call.finish(Status(StatusCode::kInternal,
-                       fmt::format("{} takes one request message; the client sent more",
-                                   call.path_)));
+    call.finish(
+        Status(StatusCode::kInternal,
+               fmt::format("{} takes one request message; the client sent more", call.path_)));
     return;
   }
   // Reserve the message's declared length in the connection's budget as soon as it is known;
@@ -462,8 +463,7 @@ int ServerConnection::onStreamClose(nghttp2_session*, int32_t streamId, uint32_t
   connection->releaseBudget(*call);
   if (!call->ended_) {
     spdlog::debug("grpc {} on connection {}: client cancelled (stream error {})",
-                  printableForLog(call->path_),
-                  connection->id_, nghttp2_http2_strerror(errorCode));
+                  printableForLog(call->path_), connection->id_, nghttp2_http2_strerror(errorCode));
   }
   call->detach();
   return 0;
@@ -490,10 +490,10 @@ bool ServerConnection::onFirstBytes(std::string_view data) {
     constexpr std::string_view kBody =
         "monocri serves gRPC over HTTP/2 with prior knowledge (h2c) on this socket, not "
         "HTTP/1.1\n";
-    writeRaw(fmt::format(
-        "HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/plain\r\n"
-        "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
-        kBody.size(), kBody));
+    writeRaw(
+        fmt::format("HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/plain\r\n"
+                    "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+                    kBody.size(), kBody));
     closeAfterWrites("HTTP/1.1 request on the gRPC socket");
     return true;
   }
@@ -512,7 +512,8 @@ void ServerConnection::onTransportClosed(std::string_view reason) {
   handshakeTimer_.reset();
   auto calls = std::move(calls_);
   calls_.clear();
-  for (auto& [id, call] : calls) call->detach();
+  for (auto& [id, call] : calls)
+    call->detach();
   server_.release(this);
 }
 

@@ -44,8 +44,8 @@ class ServerConnection : public Http2Transport {
                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t flags,
                       void* self);
   static int onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* self);
-  static int onDataChunkRecv(nghttp2_session*, uint8_t flags, int32_t streamId,
-                             const uint8_t* data, size_t len, void* self);
+  static int onDataChunkRecv(nghttp2_session*, uint8_t flags, int32_t streamId, const uint8_t* data,
+                             size_t len, void* self);
   static int onFrameSend(nghttp2_session*, const nghttp2_frame* frame, void* self);
   static int onStreamClose(nghttp2_session*, int32_t streamId, uint32_t errorCode, void* self);
   static ssize_t readOutput(nghttp2_session*, int32_t streamId, uint8_t* buf, size_t length,
