@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 namespace monocri::loop {
@@ -90,13 +91,15 @@ void Loop::endTurn() {
   if (turnBusyNs_ > stallThresholdNs_) {
     ++stallsReported_;
     if (stallReporter_) {
-      stallReporter_(StallReport{turnBusyNs_, turnCallbacks_, turnLongestNs_, turnLongestLabel_});
+      stallReporter_(
+          StallReport{turnBusyNs_, turnCallbacks_, turnLongestNs_,
+                      std::string_view(turnLongestLabel_.data(), turnLongestLabelSize_)});
     }
   }
   turnBusyNs_ = 0;
   turnCallbacks_ = 0;
   turnLongestNs_ = 0;
-  turnLongestLabel_ = {};
+  turnLongestLabelSize_ = 0;
 }
 
 Loop::Activity::Activity(Loop& loop, std::string_view label) : loop_(loop) {
@@ -111,7 +114,9 @@ Loop::Activity::~Activity() {
   ++loop_.turnCallbacks_;
   if (elapsed >= loop_.turnLongestNs_) {
     loop_.turnLongestNs_ = elapsed;
-    loop_.turnLongestLabel_ = loop_.currentLabel_;
+    const std::string_view label = loop_.currentLabel_;
+    loop_.turnLongestLabelSize_ = std::min(label.size(), loop_.turnLongestLabel_.size());
+    std::copy_n(label.data(), loop_.turnLongestLabelSize_, loop_.turnLongestLabel_.data());
   }
 }
 

@@ -3,6 +3,7 @@
 
 #include <uv.h>
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -69,7 +70,7 @@ class Loop {
 
   // Brackets one callback dispatched by the loop. Nested activities refine the label that the
   // outermost one is reported under (e.g. "stream read" → "grpc /runtime.v1.RuntimeService/X").
-  // The label must outlive the turn: a literal or a string owned by a long-lived registry.
+  // The label must outlive the callback: a literal or a string owned by a long-lived registry.
   class Activity {
    public:
     Activity(Loop& loop, std::string_view label);
@@ -104,7 +105,9 @@ class Loop {
   uint64_t turnBusyNs_ = 0;
   unsigned turnCallbacks_ = 0;
   uint64_t turnLongestNs_ = 0;
-  std::string_view turnLongestLabel_;
+  // A copy: the owner of the label may be gone by the end of the turn.
+  std::array<char, 96> turnLongestLabel_{};
+  size_t turnLongestLabelSize_ = 0;
 };
 
 }  // namespace monocri::loop

@@ -192,3 +192,22 @@ def test_runtime_ready_is_false_without_the_oci_runtime(tmp_path):
         assert "RuntimeReady stays false" in d.log()
     finally:
         assert d.stop() == 0
+
+
+def test_a_client_that_stops_reading_cannot_hold_the_shutdown(tmp_path):
+    # 300 verbose Status calls whose answers (about 1 KiB each) the client never reads and
+    # never grants flow-control window for: they cannot all leave, so their calls cannot end.
+    from http2_raw import RawConnection, grpc_message
+    d = Daemon(str(tmp_path), args=["--shutdown-grace-ms", "200"]).start()
+    conn = RawConnection(d.socket)
+    conn.handshake()
+    request = grpc_message(api_pb2.StatusRequest(verbose=True).SerializeToString())
+    for i in range(300):
+        conn.request(2 * i + 1, RUNTIME + "Status", request)
+    time.sleep(0.5)
+    start = time.monotonic()
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(timeout=10) == 0
+    assert time.monotonic() - start < 5
+    assert "whose client does not read" in d.log()
+    conn.close()

@@ -3,12 +3,19 @@
 #include "cri-bridge/grpc/GrpcServer.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
+#include <limits>
+#include <list>
+#include <map>
 #include <optional>
 
 #include "api.pb.h"
@@ -25,12 +32,97 @@ constexpr const char* kVersion = "/runtime.v1.RuntimeService/Version";
 constexpr const char* kParked = "/test.Service/Parked";  // answered only when the test says
 constexpr const char* kEcho = "/test.Service/Echo";      // answers with the request's size
 constexpr const char* kStream = "/test.Service/Stream";
+constexpr const char* kBigStream = "/test.Service/BigStream";  // 1 MiB, then stays open
 
 // As in the daemon: a peer that hangs up costs a write error (EPIPE), not the process.
 const bool kSigpipeIgnored = [] {
   std::signal(SIGPIPE, SIG_IGN);
   return true;
 }();
+
+// HTTP/2 by hand (an nghttp2 client session over a plain socket), for what GrpcClient never
+// does: leave a request unfinished, or never read the answers.
+class HandRolledClient {
+ public:
+  explicit HandRolledClient(const std::string& path) {
+    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+    connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    nghttp2_session_callbacks* callbacks;
+    nghttp2_session_callbacks_new(&callbacks);
+    nghttp2_session_callbacks_set_on_header_callback(
+        callbacks, [](nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* self) {
+          if (std::string_view(reinterpret_cast<const char*>(name), namelen) == "grpc-status") {
+            static_cast<HandRolledClient*>(self)->grpcStatus[frame->hd.stream_id] =
+                std::string(reinterpret_cast<const char*>(value), valuelen);
+          }
+          return 0;
+        });
+    nghttp2_session_client_new(&session_, callbacks, this);
+    nghttp2_session_callbacks_del(callbacks);
+    nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, nullptr, 0);
+  }
+  ~HandRolledClient() {
+    nghttp2_session_del(session_);
+    close(fd_);
+  }
+
+  // Headers only, END_STREAM never comes; or, with `message`, a complete request.
+  int32_t startRequest(const char* path, const std::string* message = nullptr) {
+    const nghttp2_nv headers[] = {
+        makeHeader(":method", "POST"),
+        makeHeader(":scheme", "http"),
+        makeHeader(":path", path),
+        makeHeader(":authority", "localhost"),
+        makeHeader("content-type", "application/grpc"),
+    };
+    nghttp2_data_provider provider{};
+    provider.source.ptr = message ? &bodies_.emplace_back(*message) : nullptr;
+    provider.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t length,
+                                uint32_t* flags, nghttp2_data_source* source, void*) -> ssize_t {
+      if (source->ptr == nullptr) return NGHTTP2_ERR_DEFERRED;
+      auto* body = static_cast<std::string*>(source->ptr);
+      const size_t n = std::min(length, body->size());
+      std::memcpy(buf, body->data(), n);
+      body->erase(0, n);
+      if (body->empty()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+      return static_cast<ssize_t>(n);
+    };
+    return nghttp2_submit_request(session_, nullptr, headers, std::size(headers), &provider,
+                                  nullptr);
+  }
+  // Writes what nghttp2 has queued (as far as the socket takes it).
+  void send() {
+    const uint8_t* data;
+    ssize_t n;
+    while ((n = nghttp2_session_mem_send(session_, &data)) > 0) {
+      out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+    }
+    ssize_t written = write(fd_, out_.data(), out_.size());
+    if (written > 0) out_.erase(0, static_cast<size_t>(written));
+  }
+  // Reads and decodes what the server sent.
+  void receive() {
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(fd_, buf, sizeof(buf))) > 0) {
+      nghttp2_session_mem_recv(session_, reinterpret_cast<uint8_t*>(buf), static_cast<size_t>(n));
+    }
+    serverClosed = serverClosed || n == 0;
+  }
+
+  std::map<int32_t, std::string> grpcStatus;
+  bool serverClosed = false;
+
+ private:
+  int fd_ = -1;
+  nghttp2_session* session_ = nullptr;
+  std::string out_;
+  std::list<std::string> bodies_;
+};
 
 struct CallResult {
   std::optional<Status> status;
@@ -72,11 +164,19 @@ class GrpcServerTest : public ::testing::Test {
           }
           writer.finish();
         });
+    server_.addServerStreaming<v1::VersionRequest, v1::VersionResponse>(
+        kBigStream, [this](v1::VersionRequest&&, ServerWriter<v1::VersionResponse> writer) {
+          v1::VersionResponse response;
+          response.set_runtime_version(std::string(1 << 20, 'v'));
+          writer.write(response);
+          openStreams_.push_back(std::move(writer));
+        });
     ASSERT_EQ(server_.listen(socket_, 0660), "");
   }
 
   void TearDown() override {
     parked_.clear();
+    openStreams_.clear();
     clients_.clear();
     if (!server_.shuttingDown()) {
       bool done = false;
@@ -129,11 +229,13 @@ class GrpcServerTest : public ::testing::Test {
   }
 
   loop::Loop loop_;
-  GrpcServer server_{loop_};
+  GrpcServer server_{loop_, GrpcServer::Options{/*requestReceiveTimeoutMs=*/200,
+                                                /*shutdownDrainMs=*/200}};
   std::string dir_;
   std::string socket_;
   std::vector<std::unique_ptr<GrpcClient>> clients_;
   std::vector<UnaryResponder<v1::VersionResponse>> parked_;
+  std::vector<ServerWriter<v1::VersionResponse>> openStreams_;
   std::vector<size_t> parkedSizes_;
   int cancellations_ = 0;
 };
@@ -288,6 +390,143 @@ TEST_F(GrpcServerTest, LargeRequestsWaitForBudgetHeldBySlowHandlers) {
   parked_[2].finish(v1::VersionResponse());
   runUntil([&] { return a->status && b->status && c->status; });
   EXPECT_TRUE(c->status->isOk());
+}
+
+TEST_F(GrpcServerTest, WaitingRequestsDoNotStarveTheOnesThatGotBudget) {
+  // Two 12 MiB requests get the connection's budget, three more wait. The waiting ones must
+  // not hold the connection window: the first two still arrive in full.
+  auto& client = newClient();
+  const std::string big(12 * 1024 * 1024, 'x');
+  std::vector<std::shared_ptr<CallResult>> results;
+  for (int i = 0; i < 5; ++i)
+    results.push_back(call(client, kParked, big));
+  runUntil([&] { return parked_.size() == 2; });
+  runFor(300);
+  EXPECT_EQ(parked_.size(), 2u);
+  for (size_t answered = 0; answered < 5; ++answered) {
+    runUntil([&] { return parked_.size() > answered; });
+    parked_[answered].finish(v1::VersionResponse());
+  }
+  runUntil([&] {
+    return std::all_of(results.begin(), results.end(), [](auto& r) { return r->status; });
+  });
+  for (auto& r : results)
+    EXPECT_TRUE(r->status->isOk()) << r->status->toString();
+  EXPECT_EQ(server_.reservedRequestBytes(), 0u);
+}
+
+TEST_F(GrpcServerTest, TwoMaximumSizeRequestsFitSideBySide) {
+  auto& client = newClient();
+  // A version string whose encoded request is exactly the message limit.
+  const std::string version(kMaxMessageBytes - 5, 'x');
+  v1::VersionRequest probe;
+  probe.set_version(version);
+  ASSERT_EQ(probe.ByteSizeLong(), kMaxMessageBytes);
+  auto a = call(client, kParked, version);
+  auto b = call(client, kParked, version);
+  runUntil([&] { return parked_.size() == 2; });
+  parked_.clear();
+  runUntil([&] { return a->status && b->status; });
+}
+
+TEST_F(GrpcServerTest, TooManyWaitingRequestsAreRefused) {
+  auto& client = newClient();
+  const std::string big(12 * 1024 * 1024, 'x');
+  std::vector<std::shared_ptr<CallResult>> results;
+  // 2 get the budget, kMaxWaitingCallsPerConnection wait, the next is refused.
+  for (size_t i = 0; i < 2 + kMaxWaitingCallsPerConnection + 1; ++i) {
+    results.push_back(call(client, kParked, big));
+  }
+  runUntil([&] {
+    return std::any_of(results.begin(), results.end(), [](auto& r) { return r->status; });
+  });
+  size_t refused = 0;
+  for (auto& r : results) {
+    if (r->status) {
+      EXPECT_EQ(r->status->code(), StatusCode::kResourceExhausted);
+      ++refused;
+    }
+  }
+  EXPECT_EQ(refused, 1u);
+  runUntil([&] { return parked_.size() == 2; });  // the two with budget still arrive in full
+}
+
+TEST_F(GrpcServerTest, RequestBudgetIsSharedByAllConnections) {
+  // 12 MiB requests: two per connection fit a connection's budget, but the server's total
+  // admits five. The sixth waits until a call on another connection finishes.
+  const std::string big(12 * 1024 * 1024, 'x');
+  std::vector<std::shared_ptr<CallResult>> results;
+  for (int c = 0; c < 3; ++c) {
+    auto& client = newClient();
+    for (int i = 0; i < 2; ++i)
+      results.push_back(call(client, kParked, big));
+  }
+  runUntil([&] { return parked_.size() == 5; });
+  runFor(300);
+  EXPECT_EQ(parked_.size(), 5u);
+  EXPECT_LE(server_.reservedRequestBytes(), kMaxReservedRequestBytesTotal);
+  parked_[0].finish(v1::VersionResponse());
+  runUntil([&] { return parked_.size() == 6; });
+  parked_.clear();
+  runUntil([&] {
+    return std::all_of(results.begin(), results.end(), [](auto& r) { return r->status; });
+  });
+  EXPECT_EQ(server_.reservedRequestBytes(), 0u);
+}
+
+TEST_F(GrpcServerTest, HugeTimeoutMeansNoDeadlineNotAnOverflow) {
+  auto& client = newClient();
+  CallOptions options;
+  options.timeout = std::chrono::nanoseconds(std::numeric_limits<int64_t>::max());  // "2562048H"
+  auto result = call(client, kParked, "", options);
+  runUntil([&] { return parked_.size() == 1; });
+  ASSERT_TRUE(parked_[0].deadline().has_value());
+  EXPECT_GT(*parked_[0].deadline(),
+            std::chrono::steady_clock::now() + std::chrono::hours(24 * 365));
+  parked_[0].finish(v1::VersionResponse());
+  runUntil([&] { return result->status.has_value(); });
+  EXPECT_TRUE(result->status->isOk());
+}
+
+TEST_F(GrpcServerTest, RequestThatNeverArrivesInFullIsEnded) {
+  // The server under test waits 200 ms (the daemon: kRequestReceiveTimeoutMs) for a request
+  // that its client never finishes, grpc-timeout or not.
+  HandRolledClient client(socket_);
+  const int32_t stream = client.startRequest(kVersion);
+  const uint64_t start = uv_hrtime();
+  auto pump = loop::Timer::create(loop_);
+  pump->start(1, 1, [&] {
+    client.send();
+    client.receive();
+  });
+  runUntil([&] { return client.grpcStatus.contains(stream); });
+  EXPECT_EQ(client.grpcStatus[stream], "4");  // DEADLINE_EXCEEDED
+  EXPECT_GE(uv_hrtime() - start, 200'000'000u);
+  EXPECT_EQ(server_.openCalls(), 0u);
+}
+
+TEST_F(GrpcServerTest, ShutdownDoesNotWaitForAClientThatDoesNotRead) {
+  // The client asks for 1 MiB answers and never reads (nor opens its flow-control window):
+  // the calls' last frames can never leave. Shutdown must still end, by dropping it.
+  HandRolledClient client(socket_);
+  v1::VersionRequest request;
+  const std::string message = [&] {
+    std::string framed;
+    appendGrpcMessage(framed, request.SerializeAsString());
+    return framed;
+  }();
+  for (int i = 0; i < 4; ++i)
+    client.startRequest(kBigStream, &message);
+  auto pump = loop::Timer::create(loop_);
+  pump->start(1, 1, [&] { client.send(); });
+  runUntil([&] { return openStreams_.size() == 4; });
+  bool done = false;
+  const uint64_t start = uv_hrtime();
+  server_.shutdown(milliseconds(30), [&] { done = true; });
+  runUntil([&] { return done; }, 5000);
+  // Grace 30 ms + drain 200 ms in this test's server.
+  EXPECT_LT(uv_hrtime() - start, 2'000'000'000u);
+  EXPECT_EQ(server_.connectionCount(), 0u);
 }
 
 TEST_F(GrpcServerTest, GracefulShutdownLetsCallsInFlightFinish) {

@@ -72,7 +72,7 @@ void GrpcClient::startCall(std::string_view path, std::string_view request,
                   closeReason_.empty() ? "connection closed" : closeReason_));
     return;
   }
-  auto call = std::make_unique<Call>();
+  auto call = std::make_shared<Call>();
   call->path = path;
   call->onMessage = std::move(onMessage);
   call->onDone = std::move(onDone);
@@ -177,7 +177,8 @@ int GrpcClient::onDataChunkRecv(nghttp2_session*, uint8_t, int32_t streamId, con
   auto* client = static_cast<GrpcClient*>(self);
   auto it = client->calls_.find(streamId);
   if (it == client->calls_.end() || it->second->completed) return 0;
-  Call& call = *it->second;
+  std::shared_ptr<Call> keep = it->second;
+  Call& call = *keep;
   std::vector<GrpcMessageDecoder::Message> messages;
   auto error =
       call.decoder.decode(std::string_view(reinterpret_cast<const char*>(data), len), messages);
@@ -211,7 +212,7 @@ int GrpcClient::onDataChunkRecv(nghttp2_session*, uint8_t, int32_t streamId, con
       message.bytes = std::move(*inflated);
     }
     call.onMessage(message.bytes);
-    if (call.completed) break;
+    if (call.completed || client->closed()) break;
   }
   return 0;
 }
@@ -220,7 +221,7 @@ int GrpcClient::onStreamClose(nghttp2_session*, int32_t streamId, uint32_t error
   auto* client = static_cast<GrpcClient*>(self);
   auto it = client->calls_.find(streamId);
   if (it == client->calls_.end()) return 0;
-  std::unique_ptr<Call> owned = std::move(it->second);
+  std::shared_ptr<Call> owned = std::move(it->second);
   client->calls_.erase(it);
   Call& call = *owned;
   if (call.completed) return 0;

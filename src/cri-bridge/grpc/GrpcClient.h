@@ -68,7 +68,8 @@ class GrpcClient : public Http2Transport {
         });
   }
 
-  // Ends every call with CANCELLED and closes the connection.
+  // Ends every call with CANCELLED and closes the connection. May be called from a callback;
+  // destroying the client from one is not allowed (close, then drop it later).
   void close();
   const std::string& socketPath() const { return socketPath_; }
 
@@ -92,7 +93,9 @@ class GrpcClient : public Http2Transport {
 
   std::string socketPath_;
   std::string closeReason_;
-  std::unordered_map<int32_t, std::unique_ptr<Call>> calls_;
+  // Shared: a callback may close the client, which releases every call, while one of them is
+  // still being delivered.
+  std::unordered_map<int32_t, std::shared_ptr<Call>> calls_;
 };
 
 }  // namespace monocri::grpc

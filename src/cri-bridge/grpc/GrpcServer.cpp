@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "cri-bridge/grpc/ServerConnection.h"
 
 namespace monocri::grpc {
@@ -12,11 +14,62 @@ namespace {
 constexpr int kListenBacklog = 128;
 }
 
-GrpcServer::GrpcServer(loop::Loop& loop) : loop_(loop) {}
+GrpcServer::GrpcServer(loop::Loop& loop, Options options) : loop_(loop), options_(options) {
+  // Requests that never arrive in full are ended; checked a few times per timeout period.
+  const uint64_t interval = std::max<uint64_t>(options_.requestReceiveTimeoutMs / 4, 1);
+  slowRequestSweep_ = loop::Timer::create(loop_, "grpc slow request sweep");
+  slowRequestSweep_->start(interval, interval, [this] { expireSlowRequests(); });
+  slowRequestSweep_->unref();
+}
 
 GrpcServer::~GrpcServer() {
   listener_.reset();
   connections_.clear();
+}
+
+bool GrpcServer::reserveRequestBytes(size_t bytes) {
+  if (reservedRequestBytes_ + bytes > kMaxReservedRequestBytesTotal) return false;
+  reservedRequestBytes_ += bytes;
+  return true;
+}
+
+void GrpcServer::releaseRequestBytes(size_t bytes) {
+  reservedRequestBytes_ -= bytes;
+  // Calls waiting on other connections may fit now; one pass per loop turn at most.
+  if (waitingConnections_.empty() || admissionScheduled_) return;
+  admissionScheduled_ = true;
+  loop_.defer(lifetime_.watch(), [this] {
+    admissionScheduled_ = false;
+    admitWaitingConnections();
+  });
+}
+
+void GrpcServer::noteWaitingConnection(ServerConnection* connection) {
+  if (std::find(waitingConnections_.begin(), waitingConnections_.end(), connection) ==
+      waitingConnections_.end()) {
+    waitingConnections_.push_back(connection);
+  }
+}
+
+void GrpcServer::admitWaitingConnections() {
+  auto waiting = std::move(waitingConnections_);
+  waitingConnections_.clear();
+  for (ServerConnection* connection : waiting) {
+    if (!connections_.contains(connection)) continue;  // closed since
+    connection->admitWaitingCalls();
+    if (connection->hasWaitingCalls()) noteWaitingConnection(connection);
+  }
+}
+
+void GrpcServer::expireSlowRequests() {
+  const uint64_t now = uv_hrtime();
+  const uint64_t timeoutNs = options_.requestReceiveTimeoutMs * 1'000'000;
+  std::vector<ServerConnection*> open;
+  for (auto& [raw, connection] : connections_)
+    open.push_back(raw);
+  for (ServerConnection* connection : open) {
+    if (connections_.contains(connection)) connection->expireSlowRequests(now, timeoutNs);
+  }
 }
 
 void GrpcServer::addMethod(
@@ -104,13 +157,29 @@ void GrpcServer::endGracePeriod() {
     calls += connection->activeCalls();
   if (calls != 0) spdlog::warn("grpc: failing {} call(s) still running at shutdown", calls);
   for (ServerConnection* connection : remaining) {
-    connection->abortCalls(Status(StatusCode::kUnavailable, "monocri is shutting down"));
+    if (connections_.contains(connection)) {
+      connection->abortCalls(Status(StatusCode::kUnavailable, "monocri is shutting down"));
+    }
   }
+  // Their last frames get a moment to leave; a client that does not read them is dropped.
+  drainTimer_ = loop::Timer::create(loop_, "grpc shutdown drain");
+  drainTimer_->start(options_.shutdownDrainMs, 0, [this] {
+    std::vector<ServerConnection*> stuck;
+    for (auto& [raw, connection] : connections_)
+      stuck.push_back(raw);
+    if (!stuck.empty()) {
+      spdlog::warn("grpc: closing {} connection(s) whose client does not read", stuck.size());
+    }
+    for (ServerConnection* connection : stuck) {
+      if (connections_.contains(connection)) connection->forceClose("shutdown: client not reading");
+    }
+  });
 }
 
 void GrpcServer::maybeFinishShutdown() {
   if (!shuttingDown_ || !connections_.empty() || !shutdownDone_) return;
   graceTimer_.reset();
+  drainTimer_.reset();
   auto done = std::move(shutdownDone_);
   shutdownDone_ = nullptr;
   done();

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "cri-bridge/grpc/ServerCall.h"
 #include "loop/Loop.h"
@@ -40,7 +41,14 @@ class ServerConnection;
 
 class GrpcServer {
  public:
-  explicit GrpcServer(loop::Loop& loop);
+  // Timings a test may shorten; the defaults are the named limits of Http2Limits.h.
+  struct Options {
+    uint64_t requestReceiveTimeoutMs = kRequestReceiveTimeoutMs;
+    uint64_t shutdownDrainMs = kShutdownDrainMs;
+  };
+
+  explicit GrpcServer(loop::Loop& loop) : GrpcServer(loop, Options{}) {}
+  GrpcServer(loop::Loop& loop, Options options);
   ~GrpcServer();
   GrpcServer(const GrpcServer&) = delete;
   GrpcServer& operator=(const GrpcServer&) = delete;
@@ -92,6 +100,8 @@ class GrpcServer {
 
   const MethodEntry* findMethod(std::string_view path) const;
   size_t connectionCount() const { return connections_.size(); }
+  size_t openCalls() const { return openCalls_; }
+  size_t reservedRequestBytes() const { return reservedRequestBytes_; }
   const ServerStats& stats() const { return stats_; }
   loop::Loop& loop() const { return loop_; }
 
@@ -104,18 +114,31 @@ class GrpcServer {
   // Called by a connection once it has closed; it is freed after the current callback.
   void release(ServerConnection* connection);
   void maybeFinishShutdown();
+  // The request budget over all connections (kMaxReservedRequestBytesTotal).
+  bool reserveRequestBytes(size_t bytes);
+  void releaseRequestBytes(size_t bytes);
+  void noteWaitingConnection(ServerConnection* connection);
+  void admitWaitingConnections();
+  void expireSlowRequests();
 
   loop::Loop& loop_;
+  const Options options_;
   std::map<std::string, MethodEntry, std::less<>> methods_;
   loop::HandlePtr<loop::PipeServer> listener_;
   std::string socketPath_;
   std::unordered_map<ServerConnection*, std::unique_ptr<ServerConnection>> connections_;
   uint64_t nextConnectionId_ = 1;
   ServerStats stats_;
+  size_t openCalls_ = 0;
+  size_t reservedRequestBytes_ = 0;
+  std::vector<ServerConnection*> waitingConnections_;  // may hold closed ones: checked on use
+  bool admissionScheduled_ = false;
+  loop::HandlePtr<loop::Timer> slowRequestSweep_;
 
   loop::LifetimeGuard lifetime_;
   bool shuttingDown_ = false;
   loop::HandlePtr<loop::Timer> graceTimer_;
+  loop::HandlePtr<loop::Timer> drainTimer_;
   std::function<void()> shutdownDone_;
 };
 

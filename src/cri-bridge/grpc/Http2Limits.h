@@ -13,20 +13,31 @@ namespace monocri::grpc {
 // request is refused from its 5-byte prefix with RESOURCE_EXHAUSTED, without buffering it.
 inline constexpr size_t kMaxMessageBytes = 16 * 1024 * 1024;
 
-// Request bytes a connection may hold at once, counted as the declared lengths of the messages
-// of calls not finished yet. A message that does not fit waits: its stream gets no
-// WINDOW_UPDATE until earlier calls finish, so slow handlers push back on the client.
-// Twice the message limit, so one maximum-size request always fits beside another.
-inline constexpr size_t kMaxReservedRequestBytesPerConnection = 2 * kMaxMessageBytes;
+// Request bytes a connection may hold at once, counted as the declared lengths (with their
+// 5-byte prefixes) of the messages of calls not finished yet. A message that does not fit
+// waits: its stream gets no WINDOW_UPDATE until earlier calls finish, so slow handlers push back
+// on the client. Room for two maximum-size requests side by side.
+inline constexpr size_t kMaxReservedRequestBytesPerConnection = 2 * (kMaxMessageBytes + 5);
 
-// Flow-control windows we advertise. Unconsumed bytes of waiting streams are bounded by the
-// connection window.
+// The same, over all connections together: the daemon's bound on request memory.
+inline constexpr size_t kMaxReservedRequestBytesTotal = 4 * (kMaxMessageBytes + 5);
+
+// Calls of one connection that may wait for request budget. A waiting call holds at most its
+// stream window unconsumed; past this many, a new one is refused with RESOURCE_EXHAUSTED.
+inline constexpr size_t kMaxWaitingCallsPerConnection = 8;
+
+// Flow-control windows we advertise. A waiting call's bytes are released at once at the
+// connection level (other calls must not starve behind it) and held at its stream level.
 inline constexpr int32_t kStreamInitialWindowBytes = 256 * 1024;
 inline constexpr int32_t kConnectionWindowBytes = 1024 * 1024;
 
 // Concurrent streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS). kubelet keeps a handful
 // in flight; more are refused with REFUSED_STREAM, which gRPC clients retry.
 inline constexpr uint32_t kMaxConcurrentStreams = 1000;
+
+// Open calls over all connections (the request headers of each are kept while it runs). More
+// are refused with REFUSED_STREAM.
+inline constexpr size_t kMaxOpenCallsTotal = 4096;
 
 // Request header block per stream (SETTINGS_MAX_HEADER_LIST_SIZE): CRI requests carry about
 // 300 bytes of headers; a larger block resets the stream.
@@ -56,5 +67,17 @@ inline constexpr size_t kMaxConnections = 1024;
 
 // A connection must complete the HTTP/2 handshake (preface and SETTINGS) in this time.
 inline constexpr uint64_t kHandshakeTimeoutMs = 10'000;
+
+// A request must arrive in full (headers, message, END_STREAM) in this time, deadline or not:
+// kubelet's requests are a few hundred bytes, and a client that trickles or never finishes one
+// must not hold its memory forever. (GrpcServer::Options can change it, for tests.)
+inline constexpr uint64_t kRequestReceiveTimeoutMs = 60'000;
+
+// After the shutdown grace period, connections get this long to write their last frames; a
+// client that does not read them is disconnected.
+inline constexpr uint64_t kShutdownDrainMs = 1'000;
+
+// A connection closing after its last writes waits at most this long for the peer to read them.
+inline constexpr uint64_t kCloseDrainTimeoutMs = 5'000;
 
 }  // namespace monocri::grpc

@@ -116,7 +116,16 @@ void Http2Transport::closeAfterWrites(std::string_view reason) {
   closeReason_ = reason;
   stream_->stopReading();
   int rc = stream_->shutdown([this](int) { closeTransport(closeReason_); });
-  if (rc != 0) closeTransport(closeReason_);
+  if (rc != 0) {
+    closeTransport(closeReason_);
+    return;
+  }
+  // uv_shutdown waits for queued writes, which a peer that does not read never takes.
+  closeDrainTimer_ = loop::Timer::create(loop_, "http2 close drain");
+  closeDrainTimer_->start(kCloseDrainTimeoutMs, 0, [this] {
+    closeReason_ += " (the peer did not read its last frames)";
+    closeTransport(closeReason_);
+  });
 }
 
 void Http2Transport::closeTransport(std::string_view reason) {
@@ -124,6 +133,7 @@ void Http2Transport::closeTransport(std::string_view reason) {
   closed_ = true;
   std::string why(reason);  // `reason` may point into closeReason_ or the stream
   stream_.reset();
+  closeDrainTimer_.reset();
   onTransportClosed(why);
 }
 

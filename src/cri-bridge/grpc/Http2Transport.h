@@ -14,6 +14,7 @@
 
 #include "loop/Loop.h"
 #include "loop/PipeStream.h"
+#include "loop/Timer.h"
 
 namespace monocri::grpc {
 
@@ -79,7 +80,8 @@ class Http2Transport {
   void pauseReadingForWrites();
 
   std::string closeReason_;
-  loop::LifetimeGuard lifetime_;  // deferred flushes may outlive the transport
+  loop::HandlePtr<loop::Timer> closeDrainTimer_;  // bounds closeAfterWrites for non-readers
+  loop::LifetimeGuard lifetime_;                  // deferred flushes may outlive the transport
   bool connected_ = true;
   bool closed_ = false;
   bool closingAfterWrites_ = false;

@@ -7,7 +7,10 @@
 namespace monocri::grpc {
 
 ServerCall::ServerCall(ServerConnection& connection, int32_t streamId)
-    : connection_(&connection), streamId_(streamId), startNs_(uv_hrtime()) {}
+    : connection_(&connection),
+      streamId_(streamId),
+      startNs_(uv_hrtime()),
+      receiveSinceNs_(startNs_) {}
 
 ServerCall::~ServerCall() = default;
 

@@ -59,6 +59,7 @@ class ServerCall : public std::enable_shared_from_this<ServerCall> {
   ServerConnection* connection_;  // null once the stream is closed
   const int32_t streamId_;
   const uint64_t startNs_;
+  uint64_t receiveSinceNs_;  // the request must arrive in full within a timeout from here
 
   // Request side, filled by the connection.
   std::string path_;

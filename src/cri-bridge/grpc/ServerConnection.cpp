@@ -73,8 +73,7 @@ ServerConnection::ServerConnection(GrpcServer& server, loop::HandlePtr<loop::Pip
 
 ServerConnection::~ServerConnection() {
   // Responders may outlive the connection: their calls must stop pointing at it.
-  for (auto& [id, call] : calls_)
-    call->detach();
+  releaseAllCalls();
 }
 
 void ServerConnection::start() {
@@ -118,11 +117,19 @@ ServerCall* ServerConnection::findCall(int32_t streamId) const {
 
 // ---- request side ----
 
-int ServerConnection::onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self) {
+int ServerConnection::onBeginHeaders(nghttp2_session* session, const nghttp2_frame* frame,
+                                     void* self) {
   auto* connection = static_cast<ServerConnection*>(self);
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  if (connection->server_.openCalls_ >= kMaxOpenCallsTotal) {
+    // No call is made: its headers and data are ignored, and the client may retry the stream.
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                              NGHTTP2_REFUSED_STREAM);
+    return 0;
+  }
   connection->calls_.emplace(frame->hd.stream_id,
                              std::make_shared<ServerCall>(*connection, frame->hd.stream_id));
+  ++connection->server_.openCalls_;
   ++connection->server_.stats_.callsStarted;
   return 0;
 }
@@ -216,7 +223,13 @@ void ServerConnection::onRequestHeaders(ServerCall& call) {
                          fmt::format("malformed grpc-timeout '{}'", call.timeoutHeader_)));
       return;
     }
-    call.deadline_ = std::chrono::steady_clock::now() + *timeout;
+    // Saturating: grpc-go sends 2562048H (INT64_MAX ns) for "no deadline".
+    const auto now = std::chrono::steady_clock::now();
+    const auto room = std::chrono::steady_clock::time_point::max() - now;
+    call.deadline_ =
+        *timeout >= room
+            ? std::chrono::steady_clock::time_point::max()
+            : now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(*timeout);
     // Whole milliseconds, rounded up, with a saturating cast for absurdly long timeouts.
     const auto ms = std::chrono::ceil<std::chrono::milliseconds>(*timeout).count();
     call.deadlineTimer_ = loop::Timer::create(loop_, "grpc deadline");
@@ -265,22 +278,28 @@ void ServerConnection::onRequestData(ServerCall& call, std::string_view data) {
                fmt::format("{} takes one request message; the client sent more", call.path_)));
     return;
   }
-  // Reserve the message's declared length in the connection's budget as soon as it is known;
-  // without a reservation its bytes are held without WINDOW_UPDATE.
+  // The message's declared length is reserved in the request budgets as soon as it is known.
+  // Until a reservation is had, the call waits: its bytes are released at the connection level
+  // (the calls it waits for must still receive theirs) and held at its stream level.
   if (call.reservedBytes_ == 0 && !call.waitingForBudget_) {
     const bool lengthKnown = call.decoder_.inPayload() || !call.messages_.empty();
-    if (lengthKnown) {
-      const size_t need = call.decoder_.declaredLength() + kGrpcMessageHeaderBytes;
-      if (reservedRequestBytes_ + need <= kMaxReservedRequestBytesPerConnection) {
-        call.reservedBytes_ = need;
-        reservedRequestBytes_ += need;
-      } else {
-        call.waitingForBudget_ = true;
-        waitingForBudget_.push_back(call.streamId_);
+    if (lengthKnown && !tryReserve(call)) {
+      if (waitingCalls_ >= kMaxWaitingCallsPerConnection) {
+        consume(call, data.size());
+        call.finish(Status(StatusCode::kResourceExhausted,
+                           fmt::format("more than {} large requests are waiting for memory on "
+                                       "this connection; retry later",
+                                       kMaxWaitingCallsPerConnection)));
+        return;
       }
+      call.waitingForBudget_ = true;
+      ++waitingCalls_;
+      waitingForBudget_.push_back(call.streamId_);
+      server_.noteWaitingConnection(this);
     }
   }
   if (call.waitingForBudget_) {
+    nghttp2_session_consume_connection(session_, data.size());
     call.unconsumedBytes_ += data.size();
   } else {
     consume(call, data.size());
@@ -291,14 +310,32 @@ void ServerConnection::consume(ServerCall& call, size_t bytes) {
   if (bytes != 0) nghttp2_session_consume(session_, call.streamId_, bytes);
 }
 
-void ServerConnection::releaseBudget(ServerCall& call) {
-  reservedRequestBytes_ -= call.reservedBytes_;
-  call.reservedBytes_ = 0;
-  if (call.waitingForBudget_) {
-    call.waitingForBudget_ = false;
-    consume(call, call.unconsumedBytes_);
-    call.unconsumedBytes_ = 0;
+bool ServerConnection::tryReserve(ServerCall& call) {
+  const size_t need = call.decoder_.declaredLength() + kGrpcMessageHeaderBytes;
+  if (reservedRequestBytes_ + need > kMaxReservedRequestBytesPerConnection) return false;
+  if (!server_.reserveRequestBytes(need)) return false;
+  call.reservedBytes_ = need;
+  reservedRequestBytes_ += need;
+  return true;
+}
+
+void ServerConnection::stopWaiting(ServerCall& call) {
+  call.waitingForBudget_ = false;
+  call.receiveSinceNs_ = uv_hrtime();  // the client's time to send the rest starts now
+  --waitingCalls_;
+  // Its connection-level share was consumed as it arrived; now its stream's.
+  if (call.unconsumedBytes_ != 0) {
+    nghttp2_session_consume_stream(session_, call.streamId_, call.unconsumedBytes_);
   }
+  call.unconsumedBytes_ = 0;
+}
+
+void ServerConnection::releaseBudget(ServerCall& call) {
+  if (call.waitingForBudget_) stopWaiting(call);
+  if (call.reservedBytes_ == 0) return;
+  reservedRequestBytes_ -= call.reservedBytes_;
+  server_.releaseRequestBytes(call.reservedBytes_);
+  call.reservedBytes_ = 0;
   admitWaitingCalls();
 }
 
@@ -309,14 +346,9 @@ void ServerConnection::admitWaitingCalls() {
       waitingForBudget_.pop_front();
       continue;
     }
-    const size_t need = call->decoder_.declaredLength() + kGrpcMessageHeaderBytes;
-    if (reservedRequestBytes_ + need > kMaxReservedRequestBytesPerConnection) break;
+    if (!tryReserve(*call)) break;
     waitingForBudget_.pop_front();
-    call->reservedBytes_ = need;
-    reservedRequestBytes_ += need;
-    call->waitingForBudget_ = false;
-    consume(*call, call->unconsumedBytes_);
-    call->unconsumedBytes_ = 0;
+    stopWaiting(*call);
     scheduleFlush();  // the WINDOW_UPDATE
   }
 }
@@ -460,6 +492,7 @@ int ServerConnection::onStreamClose(nghttp2_session*, int32_t streamId, uint32_t
   if (it == connection->calls_.end()) return 0;
   std::shared_ptr<ServerCall> call = std::move(it->second);
   connection->calls_.erase(it);
+  --connection->server_.openCalls_;
   connection->releaseBudget(*call);
   if (!call->ended_) {
     spdlog::debug("grpc {} on connection {}: client cancelled (stream error {})",
@@ -508,13 +541,46 @@ bool ServerConnection::onFirstBytes(std::string_view data) {
 }
 
 void ServerConnection::onTransportClosed(std::string_view reason) {
-  spdlog::debug("grpc connection {} closed: {}", id_, reason);
+  spdlog::debug("grpc connection {} closed: {}", id_, printableForLog(reason));
   handshakeTimer_.reset();
+  releaseAllCalls();
+  server_.release(this);
+}
+
+void ServerConnection::releaseAllCalls() {
   auto calls = std::move(calls_);
   calls_.clear();
-  for (auto& [id, call] : calls)
+  server_.openCalls_ -= calls.size();
+  for (auto& [id, call] : calls) {
+    if (call->reservedBytes_ != 0) server_.releaseRequestBytes(call->reservedBytes_);
+    call->reservedBytes_ = 0;
     call->detach();
-  server_.release(this);
+  }
+  reservedRequestBytes_ = 0;
+  waitingCalls_ = 0;
+  waitingForBudget_.clear();
+}
+
+void ServerConnection::expireSlowRequests(uint64_t nowNs, uint64_t timeoutNs) {
+  std::vector<std::shared_ptr<ServerCall>> slow;
+  for (auto& [id, call] : calls_) {
+    // A call waiting for request budget waits on the server, not on its client.
+    if (!call->dispatched_ && !call->ended_ && !call->waitingForBudget_ &&
+        nowNs - call->receiveSinceNs_ > timeoutNs) {
+      slow.push_back(call);
+    }
+  }
+  if (slow.empty()) return;
+  SendScope scope(*this);
+  for (auto& call : slow) {
+    call->abort(Status(
+        StatusCode::kDeadlineExceeded,
+        fmt::format("the request did not arrive in full within {} ms", timeoutNs / 1'000'000)));
+  }
+}
+
+void ServerConnection::forceClose(std::string_view reason) {
+  closeTransport(reason);
 }
 
 nghttp2_session_callbacks* ServerConnection::callbacks() {

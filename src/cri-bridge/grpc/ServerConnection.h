@@ -28,6 +28,13 @@ class ServerConnection : public Http2Transport {
   // Ends every call still open with `status` (end of the shutdown grace period).
   void abortCalls(const Status& status);
   size_t activeCalls() const { return calls_.size(); }
+  // Ends calls whose request has not fully arrived `timeoutNs` after its headers.
+  void expireSlowRequests(uint64_t nowNs, uint64_t timeoutNs);
+  // Request budget freed elsewhere on the server: admits what waits here, if it now fits.
+  void admitWaitingCalls();
+  bool hasWaitingCalls() const { return waitingCalls_ != 0; }
+  // Closes at once, writes or not (a client that does not read its last frames).
+  void forceClose(std::string_view reason);
 
  private:
   friend class ServerCall;
@@ -39,7 +46,7 @@ class ServerConnection : public Http2Transport {
   // nghttp2 callbacks and options, shared by every server session.
   static nghttp2_session_callbacks* callbacks();
   static nghttp2_option* options();
-  static int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self);
+  static int onBeginHeaders(nghttp2_session* session, const nghttp2_frame* frame, void* self);
   static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t flags,
                       void* self);
@@ -60,8 +67,10 @@ class ServerConnection : public Http2Transport {
   void respondHttpError(ServerCall& call, int httpStatus, const Status& status);
   void submitTrailers(ServerCall& call, bool trailersOnly);
   void consume(ServerCall& call, size_t bytes);
+  bool tryReserve(ServerCall& call);
+  void stopWaiting(ServerCall& call);
   void releaseBudget(ServerCall& call);
-  void admitWaitingCalls();
+  void releaseAllCalls();
 
   void onTransportClosed(std::string_view reason) override;
   bool onFirstBytes(std::string_view data) override;
@@ -72,7 +81,8 @@ class ServerConnection : public Http2Transport {
   uid_t peerUid_ = 0;
   std::unordered_map<int32_t, std::shared_ptr<ServerCall>> calls_;
   size_t reservedRequestBytes_ = 0;
-  std::deque<int32_t> waitingForBudget_;  // streams whose message waits for budget
+  std::deque<int32_t> waitingForBudget_;  // streams whose message waits for budget, in order
+  size_t waitingCalls_ = 0;
   bool handshakeDone_ = false;
   loop::HandlePtr<loop::Timer> handshakeTimer_;
 };
