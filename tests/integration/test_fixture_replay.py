@@ -62,6 +62,14 @@ def replay(daemon, path):
             conn.send_frame(SettingsFrame(0, flags=["ACK"]))
             sent_settings_acks += 1
 
+    def read_and_ack(timeout):
+        conn.sock.settimeout(timeout)
+        try:
+            conn.read_some()
+        except socket.timeout:
+            pass
+        ack_server_settings()
+
     for kind, raw in frames:
         if kind == "preface":
             conn.send(raw)
@@ -91,12 +99,7 @@ def replay(daemon, path):
             first_settings_sent = True
             conn.wait_for(lambda f: isinstance(f, SettingsFrame) and "ACK" not in f.flags)
         # Keep reading so that the server never blocks on a full socket.
-        conn.sock.settimeout(0.001)
-        try:
-            conn.read_some()
-        except socket.timeout:
-            pass
-        ack_server_settings()
+        read_and_ack(0.001)
 
     # Every request answered: its stream ended by the server.
     deadline = time.monotonic() + 20
@@ -106,12 +109,7 @@ def replay(daemon, path):
                  (isinstance(f, RstStreamFrame) or "END_STREAM" in f.flags)}
         if ended == set(requests):
             break
-        conn.sock.settimeout(0.2)
-        try:
-            conn.read_some()
-        except socket.timeout:
-            pass
-        ack_server_settings()
+        read_and_ack(0.2)
     conn.close()
     return conn, requests, client_pings, client_settings, conn_window, stream_window_base, \
         stream_window_extra

@@ -25,6 +25,7 @@ GrpcServer::GrpcServer(loop::Loop& loop, Options options) : loop_(loop), options
 GrpcServer::~GrpcServer() {
   listener_.reset();
   connections_.clear();
+  closedConnections_.clear();  // while this server, which they point to, still exists
 }
 
 bool GrpcServer::reserveRequestBytes(size_t bytes) {
@@ -122,10 +123,12 @@ void GrpcServer::release(ServerConnection* connection) {
   // The connection's methods may be on the stack: free it once the current callback returns.
   auto it = connections_.find(connection);
   if (it == connections_.end()) return;
-  std::shared_ptr<ServerConnection> doomed(std::move(it->second));
+  closedConnections_.push_back(std::move(it->second));
   connections_.erase(it);
-  loop_.defer([doomed] {});
-  if (shuttingDown_) loop_.defer(lifetime_.watch(), [this] { maybeFinishShutdown(); });
+  loop_.defer(lifetime_.watch(), [this] {
+    closedConnections_.clear();
+    if (shuttingDown_) maybeFinishShutdown();
+  });
 }
 
 void GrpcServer::shutdown(std::chrono::milliseconds grace, std::function<void()> done) {

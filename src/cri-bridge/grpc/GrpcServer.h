@@ -56,31 +56,13 @@ class GrpcServer {
   template <typename Request, typename Response>
   void addUnary(std::string path,
                 std::function<void(Request&&, UnaryResponder<Response>)> handler) {
-    addMethod(std::move(path),
-              [handler = std::move(handler)](const std::shared_ptr<ServerCall>& call,
-                                             std::string_view bytes) {
-                Request request;
-                if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-                  call->finish(invalidRequest(call->path()));
-                  return;
-                }
-                handler(std::move(request), UnaryResponder<Response>(call));
-              });
+    addTyped<Request, UnaryResponder<Response>>(std::move(path), std::move(handler));
   }
 
   template <typename Request, typename Response>
   void addServerStreaming(std::string path,
                           std::function<void(Request&&, ServerWriter<Response>)> handler) {
-    addMethod(std::move(path),
-              [handler = std::move(handler)](const std::shared_ptr<ServerCall>& call,
-                                             std::string_view bytes) {
-                Request request;
-                if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-                  call->finish(invalidRequest(call->path()));
-                  return;
-                }
-                handler(std::move(request), ServerWriter<Response>(call));
-              });
+    addTyped<Request, ServerWriter<Response>>(std::move(path), std::move(handler));
   }
 
   // Listens on a unix socket (stale socket replaced). Returns "" or an error message.
@@ -107,6 +89,20 @@ class GrpcServer {
 
  private:
   friend class ServerConnection;
+  // Decodes the request (INVALID_ARGUMENT if it is not a `Request`), then runs the handler.
+  template <typename Request, typename Responder, typename Handler>
+  void addTyped(std::string path, Handler handler) {
+    addMethod(std::move(path),
+              [handler = std::move(handler)](const std::shared_ptr<ServerCall>& call,
+                                             std::string_view bytes) {
+                Request request;
+                if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+                  call->finish(invalidRequest(call->path()));
+                  return;
+                }
+                handler(std::move(request), Responder(call));
+              });
+  }
   void addMethod(std::string path,
                  std::function<void(const std::shared_ptr<ServerCall>&, std::string_view)> invoke);
   static Status invalidRequest(std::string_view path);
@@ -127,6 +123,8 @@ class GrpcServer {
   loop::HandlePtr<loop::PipeServer> listener_;
   std::string socketPath_;
   std::unordered_map<ServerConnection*, std::unique_ptr<ServerConnection>> connections_;
+  // Closed, freed after the callback that closed them (their methods may be on the stack).
+  std::vector<std::unique_ptr<ServerConnection>> closedConnections_;
   uint64_t nextConnectionId_ = 1;
   ServerStats stats_;
   size_t openCalls_ = 0;

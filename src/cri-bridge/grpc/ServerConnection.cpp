@@ -17,6 +17,10 @@ namespace {
 
 constexpr std::string_view kGrpcContentType = "application/grpc";
 
+static_assert(kMaxReservedRequestBytesPerConnection ==
+                  2 * (kMaxMessageBytes + kGrpcMessageHeaderBytes),
+              "room for two maximum-size messages with their prefixes");
+
 // HPACK's accounting of a header field (RFC 7541 §4.1), as SETTINGS_MAX_HEADER_LIST_SIZE uses.
 constexpr size_t kHeaderFieldOverhead = 32;
 
