@@ -26,7 +26,9 @@ DEB_PACKAGES := \
 	nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev \
 	libhttp-parser-dev libwslay-dev libyaml-cpp-dev \
 	runc crun conmon containerd containernetworking-plugins docker-registry skopeo busybox-static \
+	umoci zstd \
 	python3 python3-grpcio python3-protobuf python3-websocket python3-h2 python3-pytest python3-yaml \
+	python3-bcrypt python3-jwt python3-cryptography python3-zstandard \
 	iproute2 util-linux procps
 
 .PHONY: all build deps run test test-only asan fuzz bench install format clean
@@ -73,6 +75,7 @@ bench: deps build
 install: build
 	install -D -s -m 0755 build/bin/monocri $(DESTDIR)$(PREFIX)/bin/monocri
 	install -D -s -m 0755 build/bin/monoctl $(DESTDIR)$(PREFIX)/bin/monoctl
+	install -D -s -m 0755 build/bin/monocri-image-worker $(DESTDIR)$(PREFIX)/bin/monocri-image-worker
 	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/monocri/monocri.toml ]; then \
 	  install -D -m 0644 config/monocri.toml $(DESTDIR)$(SYSCONFDIR)/monocri/monocri.toml; \
 	else echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/monocri/monocri.toml"; fi

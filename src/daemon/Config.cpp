@@ -11,78 +11,65 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
-#include <stdexcept>
 
-namespace monocri::daemon {
-struct TomlInvariantBroken : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-}  // namespace monocri::daemon
-
-// toml++ 3.3 (Debian 12) is not safe on hostile input as it is. Found by tests/fuzz/fuzz_config:
-//  - it asserts, and in NDEBUG builds tells the optimizer to assume, that a table header's key
-//    starts with a key character; "[=" or "[[[a]]]" break that (fixed upstream in
-//    tomlplusplus#301);
-//  - its generated Unicode tables reach __builtin_unreachable() for some non-ASCII characters
-//    where it looks for whitespace (U+00E9 among them).
-// So parseConfig() hands it printable ASCII only (see there), and its internal checks and
-// "unreachable" points are compiled as exceptions in every build, reported as parse errors.
-// (Inside its noexcept functions such a throw terminates: deterministic, never undefined.)
-#pragma push_macro("NDEBUG")
-#undef NDEBUG
-#define TOML_ASSERT(expr) \
-  ((expr) ? static_cast<void>(0) : throw ::monocri::daemon::TomlInvariantBroken(#expr))
-#pragma GCC diagnostic push
-#ifdef __clang__
-#pragma GCC diagnostic ignored "-Wexceptions"
-#else
-#pragma GCC diagnostic ignored "-Wterminate"
-#endif
-#include <toml++/impl/preprocessor.h>  // #pragma once: the definitions below then stay
-#undef TOML_UNREACHABLE
-#define TOML_UNREACHABLE throw ::monocri::daemon::TomlInvariantBroken("unreachable code reached")
-#undef TOML_ASSUME
-#define TOML_ASSUME(...) TOML_ASSERT(__VA_ARGS__)
-#include <toml++/toml.h>
-#pragma GCC diagnostic pop
-#pragma pop_macro("NDEBUG")
+#include "config/TomlReader.h"
 
 namespace monocri::daemon {
 
 namespace {
 
+using config::TomlValue;
+
 constexpr std::array<std::string_view, 5> kLogLevels = {"trace", "debug", "info", "warn", "error"};
 
-std::string where(const toml::node& node, const std::string& path) {
-  return fmt::format("{}:{}", path, node.source().begin.line);
+std::string where(const TomlValue& value, const std::string& path) {
+  return fmt::format("{}:{}", path, value.line);
 }
 
-std::string readString(const toml::node& node, std::string_view key, const std::string& path,
+std::string readString(const TomlValue& value, std::string_view key, const std::string& path,
                        std::string& out) {
-  auto value = node.value<std::string>();
-  if (!node.is_string() || !value) {
-    return fmt::format("{}: '{}' must be a string", where(node, path), key);
+  if (value.kind != TomlValue::Kind::kString) {
+    return fmt::format("{}: '{}' must be a string, not a {}", where(value, path), key,
+                       value.kindName());
   }
-  out = *value;
+  out = value.text;
   return {};
 }
 
-std::string readPositive(const toml::node& node, std::string_view key, const std::string& path,
+std::string readStrings(const TomlValue& value, std::string_view key, const std::string& path,
+                        std::vector<std::string>& out) {
+  if (value.kind != TomlValue::Kind::kArray) {
+    return fmt::format("{}: '{}' must be an array of strings", where(value, path), key);
+  }
+  out.clear();
+  for (const auto& item : value.items) {
+    if (item.kind != TomlValue::Kind::kString) {
+      return fmt::format("{}: '{}' must be an array of strings", where(item, path), key);
+    }
+    out.push_back(item.text);
+  }
+  return {};
+}
+
+std::string readPositive(const TomlValue& value, std::string_view key, const std::string& path,
                          uint64_t& out) {
-  if (!node.is_integer()) {
-    return fmt::format("{}: '{}' must be an integer", where(node, path), key);
+  if (value.kind != TomlValue::Kind::kInteger) {
+    return fmt::format("{}: '{}' must be an integer, not a {}", where(value, path), key,
+                       value.kindName());
   }
-  int64_t value = *node.value<int64_t>();
-  if (value <= 0) {
-    return fmt::format("{}: '{}' must be positive, got {}", where(node, path), key, value);
+  if (value.integer <= 0) {
+    return fmt::format("{}: '{}' must be positive, got {}", where(value, path), key, value.integer);
   }
-  out = static_cast<uint64_t>(value);
+  out = static_cast<uint64_t>(value.integer);
   return {};
 }
 
 std::string validate(const Config& config) {
   const std::pair<std::string_view, std::string> paths[] = {
-      {"root", config.root}, {"run_root", config.runRoot}, {"listen", config.listenPath()}};
+      {"root", config.root},
+      {"run_root", config.runRoot},
+      {"listen", config.listenPath()},
+      {"registries_conf", config.registriesConf}};
   for (const auto& [key, value] : paths) {
     if (value.empty() || value.front() != '/') {
       return fmt::format("'{}' must be an absolute path, got '{}'", key, value);
@@ -97,6 +84,9 @@ std::string validate(const Config& config) {
                        config.logLevel);
   }
   if (config.ociRuntime.empty()) return "'oci_runtime' must not be empty";
+  if (config.maxConcurrentDownloads > 64) {
+    return "'max_concurrent_downloads' must be at most 64";
+  }
   return {};
 }
 
@@ -124,51 +114,34 @@ std::string loadConfig(const std::string& path, bool mustExist, Config& out) {
 
 std::string parseConfig(const std::string& text, const std::string& path, Config& out) {
   out = Config{};
-  // Printable ASCII, tabs and line ends only. TOML itself allows no raw control character
-  // but tab and line ends; monocri's keys and values are ASCII, and a non-ASCII character in a
-  // string can be written \uXXXX. This keeps toml++ 3.3 away from its unsafe paths (above).
-  size_t line = 1;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
-    const bool lineEnd = c == '\n' || (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n');
-    if (c == '\n') {
-      ++line;
-    } else if (c >= 0x80) {
-      return fmt::format(
-          "{}:{}: byte 0x{:02x} is not ASCII; write non-ASCII characters in strings as \\uXXXX",
-          path, line, c);
-    } else if ((c < 0x20 && c != '\t' && !lineEnd) || c == 0x7f) {
-      return fmt::format("{}:{}: control character 0x{:02x} is not allowed in TOML", path, line, c);
-    }
-  }
-  toml::table table;
-  try {
-    table = toml::parse(text, path);
-  } catch (const toml::parse_error& error) {
-    return fmt::format("{}:{}:{}: {}", path, error.source().begin.line, error.source().begin.column,
-                       error.description());
-  } catch (const TomlInvariantBroken& error) {
-    return fmt::format("{}: not valid TOML (the parser's check '{}' failed)", path, error.what());
-  }
-  for (auto&& [key, node] : table) {
-    const std::string name(key.str());
+  TomlValue root;
+  if (std::string error = config::parseToml(text, path, root); !error.empty()) return error;
+  for (const auto& [name, value] : root.members) {
     std::string error;
     if (name == "root") {
-      error = readString(node, name, path, out.root);
+      error = readString(value, name, path, out.root);
     } else if (name == "run_root") {
-      error = readString(node, name, path, out.runRoot);
+      error = readString(value, name, path, out.runRoot);
     } else if (name == "listen") {
-      error = readString(node, name, path, out.listen);
+      error = readString(value, name, path, out.listen);
     } else if (name == "log_level") {
-      error = readString(node, name, path, out.logLevel);
+      error = readString(value, name, path, out.logLevel);
     } else if (name == "oci_runtime") {
-      error = readString(node, name, path, out.ociRuntime);
+      error = readString(value, name, path, out.ociRuntime);
     } else if (name == "stall_threshold_ms") {
-      error = readPositive(node, name, path, out.stallThresholdMs);
+      error = readPositive(value, name, path, out.stallThresholdMs);
     } else if (name == "shutdown_grace_ms") {
-      error = readPositive(node, name, path, out.shutdownGraceMs);
+      error = readPositive(value, name, path, out.shutdownGraceMs);
+    } else if (name == "registries_conf") {
+      error = readString(value, name, path, out.registriesConf);
+    } else if (name == "pinned_images") {
+      error = readStrings(value, name, path, out.pinnedImages);
+    } else if (name == "max_concurrent_downloads") {
+      error = readPositive(value, name, path, out.maxConcurrentDownloads);
+    } else if (name == "pull_progress_timeout_ms") {
+      error = readPositive(value, name, path, out.pullProgressTimeoutMs);
     } else {
-      error = fmt::format("{}: unknown key '{}'", where(node, path), name);
+      error = fmt::format("{}: unknown key '{}'", where(value, path), name);
     }
     if (!error.empty()) return error;
   }
@@ -184,6 +157,10 @@ std::string applyOverrides(const ConfigOverrides& overrides, Config& config) {
   if (overrides.ociRuntime) config.ociRuntime = *overrides.ociRuntime;
   if (overrides.stallThresholdMs) config.stallThresholdMs = *overrides.stallThresholdMs;
   if (overrides.shutdownGraceMs) config.shutdownGraceMs = *overrides.shutdownGraceMs;
+  if (overrides.registriesConf) config.registriesConf = *overrides.registriesConf;
+  if (overrides.pullProgressTimeoutMs) {
+    config.pullProgressTimeoutMs = *overrides.pullProgressTimeoutMs;
+  }
   return validate(config);
 }
 
@@ -197,22 +174,27 @@ nlohmann::json configToJson(const Config& config) {
       {"stallThresholdMs", config.stallThresholdMs},
       {"shutdownGraceMs", config.shutdownGraceMs},
       {"ociRuntime", config.ociRuntime},
+      {"registriesConf", config.registriesConf},
+      {"pinnedImages", config.pinnedImages},
+      {"maxConcurrentDownloads", config.maxConcurrentDownloads},
+      {"pullProgressTimeoutMs", config.pullProgressTimeoutMs},
   };
 }
 
 std::string configToToml(const Config& config) {
-  toml::table table{
-      {"root", config.root},
-      {"run_root", config.runRoot},
-      {"listen", config.listenPath()},
-      {"log_level", config.logLevel},
-      {"stall_threshold_ms", static_cast<int64_t>(config.stallThresholdMs)},
-      {"shutdown_grace_ms", static_cast<int64_t>(config.shutdownGraceMs)},
-      {"oci_runtime", config.ociRuntime},
-  };
-  std::stringstream out;
-  out << table << "\n";
-  return out.str();
+  using monocri::config::tomlQuote;
+  std::string pinned;
+  for (const auto& image : config.pinnedImages) {
+    pinned += (pinned.empty() ? "" : ", ") + tomlQuote(image);
+  }
+  return fmt::format(
+      "root = {}\nrun_root = {}\nlisten = {}\nlog_level = {}\nstall_threshold_ms = {}\n"
+      "shutdown_grace_ms = {}\noci_runtime = {}\nregistries_conf = {}\npinned_images = [{}]\n"
+      "max_concurrent_downloads = {}\npull_progress_timeout_ms = {}\n",
+      tomlQuote(config.root), tomlQuote(config.runRoot), tomlQuote(config.listenPath()),
+      tomlQuote(config.logLevel), config.stallThresholdMs, config.shutdownGraceMs,
+      tomlQuote(config.ociRuntime), tomlQuote(config.registriesConf), pinned,
+      config.maxConcurrentDownloads, config.pullProgressTimeoutMs);
 }
 
 }  // namespace monocri::daemon

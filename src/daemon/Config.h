@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace monocri::daemon {
 
@@ -19,6 +20,10 @@ struct Config {
   uint64_t stallThresholdMs = 50;         // loop turns longer than this are logged
   uint64_t shutdownGraceMs = 10'000;      // SIGTERM: time for calls in flight to finish
   std::string ociRuntime = "runc";        // OCI runtime binary: a name looked up in PATH, or a path
+  std::string registriesConf = "/etc/containers/registries.conf";  // containers-registries.conf
+  std::vector<std::string> pinnedImages;    // never removed (kubelet's image GC skips them too)
+  uint64_t maxConcurrentDownloads = 3;      // layers fetched at once
+  uint64_t pullProgressTimeoutMs = 60'000;  // a registry sending nothing this long has failed
 
   std::string configPath;  // the file the values came from ("" if none)
 
@@ -28,8 +33,8 @@ struct Config {
 
 // Settings given on the command line; each one set overrides the file.
 struct ConfigOverrides {
-  std::optional<std::string> root, runRoot, listen, logLevel, ociRuntime;
-  std::optional<uint64_t> stallThresholdMs, shutdownGraceMs;
+  std::optional<std::string> root, runRoot, listen, logLevel, ociRuntime, registriesConf;
+  std::optional<uint64_t> stallThresholdMs, shutdownGraceMs, pullProgressTimeoutMs;
 };
 
 // Reads `path`. A missing file gives the defaults unless `mustExist` (an explicit --config).

@@ -29,6 +29,14 @@ std::string makeDirectory(const std::string& path, mode_t mode) {
   return {};
 }
 
+// monocri-image-worker is installed beside the daemon.
+std::string imageWorkerPath() {
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return (ec ? std::filesystem::path("/usr/local/bin") : self.parent_path()) /
+         "monocri-image-worker";
+}
+
 }  // namespace
 
 Daemon::Daemon(Config config) : config_(std::move(config)), runtime_(config_.ociRuntime) {}
@@ -47,10 +55,35 @@ int Daemon::run() {
   }
 
   loop_.setStallThresholdMs(config_.stallThresholdMs);
+
+  oci::ImageManagerOptions imageOptions;
+  imageOptions.stateRoot = config_.root;
+  imageOptions.registriesConf = config_.registriesConf;
+  imageOptions.pinned = config_.pinnedImages;
+  imageOptions.maxConcurrentDownloads = config_.maxConcurrentDownloads;
+  imageOptions.worker.executable = imageWorkerPath();
+  imageOptions.worker.stallTimeoutMs = config_.pullProgressTimeoutMs;
+  imageOptions.worker.userAgent = std::string("monocri/") + kVersion;
+  imageOptions.worker.logLevel = config_.logLevel;
+  images_ = std::make_unique<oci::ImageManager>(loop_, imageOptions);
+  rootfs_ = std::make_unique<oci::ContainerRootfs>(loop_, images_->store(), config_.root,
+                                                   config_.runRoot);
+  std::vector<std::string> notes;
+  std::string error = images_->start(notes);
+  if (error.empty()) error = rootfs_->load(notes);
+  for (const auto& note : notes)
+    spdlog::info("{}", note);
+  if (!error.empty()) {
+    spdlog::critical("cannot open the image store: {}", error);
+    return 1;
+  }
+  images_->setInUseCheck(
+      [this](const oci::Digest& imageId) { return rootfs_->containersUsing(imageId); });
   cri_ = std::make_unique<cri::CriService>(
       server_, cri::CriServiceOptions{kVersion, kGitCommit, configToJson(config_)}, runtime_,
       network_);
   health_ = std::make_unique<cri::HealthService>(server_);
+  criImages_ = std::make_unique<cri::CriImageService>(server_, *images_);
 
   if (std::string error = server_.listen(socketPath, 0660); !error.empty()) {
     spdlog::critical("cannot serve the CRI: {}", error);
@@ -91,6 +124,7 @@ void Daemon::beginShutdown(int signum) {
     sigterm_.reset();
     sigint_.reset();
     reclaimTimer_.reset();
+    images_->shutdown();
   });
 }
 

@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 
+#include "cri-bridge/CriImageService.h"
 #include "cri-bridge/CriService.h"
 #include "cri-bridge/HealthService.h"
 #include "cri-bridge/grpc/GrpcServer.h"
@@ -13,6 +14,8 @@
 #include "loop/Timer.h"
 #include "net/PodNetwork.h"
 #include "oci/OciRuntimeBinary.h"
+#include "oci/image/ContainerRootfs.h"
+#include "oci/image/ImageManager.h"
 
 namespace monocri::daemon {
 
@@ -35,7 +38,10 @@ class Daemon {
   grpc::GrpcServer server_{loop_};
   oci::OciRuntimeBinary runtime_;
   net::PodNetwork network_;
+  std::unique_ptr<oci::ImageManager> images_;
+  std::unique_ptr<oci::ContainerRootfs> rootfs_;
   std::unique_ptr<cri::CriService> cri_;
+  std::unique_ptr<cri::CriImageService> criImages_;
   std::unique_ptr<cri::HealthService> health_;
   loop::HandlePtr<loop::Signal> sigterm_;
   loop::HandlePtr<loop::Signal> sigint_;

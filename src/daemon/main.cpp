@@ -50,6 +50,11 @@ int main(int argc, char** argv) {
                  "On SIGTERM, time given to calls in flight [10000]");
   app.add_option("--oci-runtime", overrides.ociRuntime,
                  "OCI runtime binary, a name in PATH or a path [runc]");
+  app.add_option("--registries-conf", overrides.registriesConf,
+                 "Registry configuration, containers-registries.conf v2 format "
+                 "[/etc/containers/registries.conf]");
+  app.add_option("--pull-progress-timeout-ms", overrides.pullProgressTimeoutMs,
+                 "A registry that sends nothing this long fails the pull [60000]");
   app.add_flag("--print-config", printConfig, "Print the effective configuration as TOML and exit");
   app.add_flag("--version", showVersion, "Print the version and exit");
   CLI11_PARSE(app, argc, argv);

@@ -155,6 +155,25 @@ TEST_F(ConfigTest, ShippedConfigFileStatesTheDefaults) {
   EXPECT_EQ(shipped.stallThresholdMs, defaults.stallThresholdMs);
   EXPECT_EQ(shipped.shutdownGraceMs, defaults.shutdownGraceMs);
   EXPECT_EQ(shipped.ociRuntime, defaults.ociRuntime);
+  EXPECT_EQ(shipped.registriesConf, defaults.registriesConf);
+  EXPECT_EQ(shipped.pinnedImages, defaults.pinnedImages);
+  EXPECT_EQ(shipped.maxConcurrentDownloads, defaults.maxConcurrentDownloads);
+  EXPECT_EQ(shipped.pullProgressTimeoutMs, defaults.pullProgressTimeoutMs);
+}
+
+TEST_F(ConfigTest, ImageKeys) {
+  Config config;
+  ASSERT_EQ(parseConfig("registries_conf = \"/etc/r.conf\"\npinned_images = [\"a\", \"b:1\"]\n"
+                        "max_concurrent_downloads = 5\n",
+                        "t", config),
+            "");
+  EXPECT_EQ(config.registriesConf, "/etc/r.conf");
+  EXPECT_EQ(config.pinnedImages, (std::vector<std::string>{"a", "b:1"}));
+  EXPECT_EQ(config.maxConcurrentDownloads, 5u);
+  EXPECT_NE(parseConfig("pinned_images = \"a\"\n", "t", config).find("array of strings"),
+            std::string::npos);
+  EXPECT_NE(parseConfig("pinned_images = [1]\n", "t", config).find("array of strings"),
+            std::string::npos);
 }
 
 TEST_F(ConfigTest, JsonAndTomlShowTheEffectiveValues) {

@@ -33,14 +33,25 @@ struct GrpcClient::Call {
 };
 
 std::unique_ptr<GrpcClient> GrpcClient::connect(loop::Loop& loop, std::string socketPath) {
-  std::unique_ptr<GrpcClient> client(new GrpcClient(loop, std::move(socketPath)));
+  std::unique_ptr<GrpcClient> client(
+      new GrpcClient(loop, loop::PipeStream::create(loop), std::move(socketPath)));
   client->stream_->connect(client->socketPath_,
                            [raw = client.get()](int status) { raw->onConnected(status); });
   return client;
 }
 
-GrpcClient::GrpcClient(loop::Loop& loop, std::string socketPath)
-    : Http2Transport(loop, loop::PipeStream::create(loop)), socketPath_(std::move(socketPath)) {
+std::unique_ptr<GrpcClient> GrpcClient::adopt(loop::Loop& loop, int fd, std::string name) {
+  int error = 0;
+  auto stream = loop::PipeStream::adopt(loop, fd, &error);
+  if (!stream) return nullptr;
+  std::unique_ptr<GrpcClient> client(new GrpcClient(loop, std::move(stream), std::move(name)));
+  client->onConnected(0);
+  return client;
+}
+
+GrpcClient::GrpcClient(loop::Loop& loop, loop::HandlePtr<loop::PipeStream> stream,
+                       std::string socketPath)
+    : Http2Transport(loop, std::move(stream)), socketPath_(std::move(socketPath)) {
   setConnected(false);
   stream_->setLabel("grpc client read");
   nghttp2_session_client_new(&session_, callbacks(), this);

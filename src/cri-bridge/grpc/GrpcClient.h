@@ -26,6 +26,8 @@ class GrpcClient : public Http2Transport {
   // Connects to the socket at `socketPath`; calls started before the connection is up wait
   // for it, and fail with UNAVAILABLE if it cannot be made.
   static std::unique_ptr<GrpcClient> connect(loop::Loop& loop, std::string socketPath);
+  // Speaks on an already connected socket (a socketpair to a child process); owns `fd`.
+  static std::unique_ptr<GrpcClient> adopt(loop::Loop& loop, int fd, std::string name);
   ~GrpcClient() override;
 
   using MessageCallback = std::function<void(std::string_view message)>;
@@ -75,7 +77,7 @@ class GrpcClient : public Http2Transport {
 
  private:
   struct Call;
-  GrpcClient(loop::Loop& loop, std::string socketPath);
+  GrpcClient(loop::Loop& loop, loop::HandlePtr<loop::PipeStream> stream, std::string socketPath);
   void onConnected(int status);
   // Reports the call's outcome once; the call itself lives until its stream closes.
   void completeCall(Call& call, const Status& status, bool resetStream);
