@@ -28,6 +28,9 @@ IMPLEMENTED = {
     "/runtime.v1.RuntimeService/Status": api_pb2.StatusResponse,
     "/runtime.v1.RuntimeService/RuntimeConfig": api_pb2.RuntimeConfigResponse,
     "/runtime.v1.RuntimeService/UpdateRuntimeConfig": api_pb2.UpdateRuntimeConfigResponse,
+    "/runtime.v1.ImageService/ImageFsInfo": api_pb2.ImageFsInfoResponse,
+    "/runtime.v1.ImageService/ListImages": api_pb2.ListImagesResponse,
+    "/runtime.v1.ImageService/ImageStatus": api_pb2.ImageStatusResponse,
 }
 DEFAULT_WINDOW = 65535
 
@@ -171,6 +174,10 @@ def test_replay(daemon, path):
             message = IMPLEMENTED[rpc].FromString(body[5:])
             if rpc.endswith("/Version"):
                 assert message.runtime_name == "monocri"
+            if rpc.endswith("/ImageFsInfo"):
+                assert message.image_filesystems[0].fs_id.mountpoint.endswith("/image")
+            if rpc.endswith("/ImageStatus"):
+                assert not message.HasField("image"), "an image this node lacks: no image, no error"
             if rpc.endswith("/Status"):
                 assert {c.type for c in message.status.conditions} == {"RuntimeReady",
                                                                       "NetworkReady"}

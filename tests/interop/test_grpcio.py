@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from monocri_harness import (IMAGE, RUNTIME, api_pb2, health_pb2, raw_unary, unary, version)
+from monocri_harness import (RUNTIME, api_pb2, health_pb2, raw_unary, unary, version)
 
 HEALTH = "/grpc.health.v1.Health/"
 
@@ -102,8 +102,8 @@ def test_unknown_method_is_unimplemented(channel, path):
 @pytest.mark.parametrize("path,request_", [
     (RUNTIME + "RunPodSandbox", api_pb2.RunPodSandboxRequest()),
     (RUNTIME + "ListContainers", api_pb2.ListContainersRequest()),
-    (IMAGE + "ListImages", api_pb2.ListImagesRequest()),
-    (IMAGE + "ImageFsInfo", api_pb2.ImageFsInfoRequest()),
+    (RUNTIME + "ExecSync", api_pb2.ExecSyncRequest()),
+    (RUNTIME + "ListContainerStats", api_pb2.ListContainerStatsRequest()),
 ])
 def test_cri_methods_of_later_issues_are_unimplemented_not_faked(channel, path, request_):
     with pytest.raises(grpc.RpcError) as error:

@@ -13,25 +13,22 @@
 #include "daemon/Version.h"
 #include "health.pb.h"
 #include "loop/Loop.h"
-#include "monoctl/OutputFormat.h"
+#include "monoctl/Commands.h"
+#include "monoctl/Runtime.h"
 
 namespace v1 = runtime::v1;
 using monocri::grpc::Status;
 using monocri::grpc::StatusCode;
+using monocri::monoctl::callRuntime;
+using monocri::monoctl::fail;
+using monocri::monoctl::Options;
 using monocri::monoctl::OutputFormat;
+using monocri::monoctl::print;
 using Json = nlohmann::ordered_json;
 
 namespace {
 
 constexpr const char* kDefaultEndpoint = "unix:///run/monocri/monocri.sock";
-
-struct Options {
-  std::string endpoint;
-  std::string timeoutText = "10s";
-  std::chrono::nanoseconds timeout{};
-  std::string output;
-  std::string socketPath;
-};
 
 // "10s", "500ms", "2m", "1h", or a plain number of seconds.
 std::optional<std::chrono::nanoseconds> parseDuration(const std::string& text) {
@@ -70,39 +67,6 @@ std::optional<std::string> socketPathOf(const std::string& endpoint) {
   if (endpoint.starts_with(kScheme)) return endpoint.substr(kScheme.size());
   if (endpoint.starts_with("/")) return endpoint;
   return std::nullopt;
-}
-
-// One unary call on a loop of its own.
-template <typename Request, typename Response>
-Status callRuntime(const Options& options, std::string_view path, const Request& request,
-                   Response& response) {
-  monocri::loop::Loop loop;
-  Status result(StatusCode::kUnknown, "no answer");
-  auto client = monocri::grpc::GrpcClient::connect(loop, options.socketPath);
-  client->unary<Request, Response>(path, request,
-                                   monocri::grpc::CallOptions{options.timeout, false},
-                                   [&](const Status& status, Response&& answer) {
-                                     result = status;
-                                     response = std::move(answer);
-                                     client->close();
-                                   });
-  loop.run();
-  return result;
-}
-
-int fail(const Options& options, std::string_view what, const Status& status) {
-  if (status.code() == StatusCode::kUnavailable) {
-    std::cerr << "monoctl: " << what << ": cannot reach the runtime at " << options.endpoint << ": "
-              << status.message() << " (is monocri running?)\n";
-  } else {
-    std::cerr << "monoctl: " << what << ": " << status.toString() << "\n";
-  }
-  return 1;
-}
-
-void print(OutputFormat format, const Json& value) {
-  std::cout << (format == OutputFormat::kYaml ? monocri::monoctl::toYaml(value)
-                                              : monocri::monoctl::toPrettyJson(value));
 }
 
 int runVersion(const Options& options, OutputFormat format) {
@@ -199,6 +163,7 @@ int runHealth(const Options& options, OutputFormat format, const std::string& se
 int main(int argc, char** argv) {
   CLI::App app{"monoctl: talk to the monocri container runtime over its CRI socket"};
   app.require_subcommand(1);
+  app.fallthrough();  // global options after the verb too: `monoctl images -o json`
   Options options;
   const char* env = std::getenv("MONOCRI_ENDPOINT");
   options.endpoint = env && *env ? env : kDefaultEndpoint;
@@ -218,6 +183,38 @@ int main(int argc, char** argv) {
   std::string healthService;
   auto* health = app.add_subcommand("health", "grpc.health.v1 check (exit 0 when SERVING)");
   health->add_option("service", healthService, "Service name ('' = the whole server)");
+
+  monocri::monoctl::PullOptions pull;
+  auto* pullCommand = app.add_subcommand("pull", "Pull an image (live progress on a terminal)");
+  pullCommand->add_option("image", pull.image, "Image reference")->required();
+  pullCommand->add_option("--creds", pull.creds, "Registry credentials, user:password");
+  pullCommand->add_option("--auth", pull.auth, "Registry credentials, base64 of user:password");
+  pullCommand->add_option("--identity-token", pull.identityToken, "OAuth2 refresh token");
+  pullCommand->add_option("--registry-token", pull.registryToken, "Bearer token, used as is");
+  pullCommand->add_option("--server", pull.serverAddress,
+                          "Registry the credentials are for (others get none)");
+  std::string imagesFilter;
+  bool quiet = false, digests = false;
+  auto* images = app.add_subcommand("images", "List images");
+  images->alias("image");
+  images->add_option("image", imagesFilter, "Only this image");
+  images->add_flag("-q,--quiet", quiet, "Image ids only");
+  images->add_flag("--digests", digests, "Show digests");
+  std::vector<std::string> inspected;
+  auto* inspecti = app.add_subcommand("inspecti", "Image status, config and layers");
+  inspecti->add_option("image", inspected, "Images")->required();
+  std::vector<std::string> removed;
+  bool removeAll = false;
+  auto* rmi = app.add_subcommand("rmi", "Remove images");
+  rmi->add_option("image", removed, "Images (id, tag or digest)");
+  rmi->add_flag("-a,--all", removeAll, "Every image");
+  auto* imagefsinfo = app.add_subcommand("imagefsinfo", "Image store usage");
+  std::string importPath, importName;
+  auto* importCommand = app.add_subcommand(
+      "import", "Import an OCI image layout (dir or tar) or a docker-archive tar");
+  importCommand->add_option("path", importPath, "Path on this node")->required();
+  importCommand->add_option("--name", importName,
+                            "registry/name for images a layout tags only as e.g. 'latest'");
   CLI11_PARSE(app, argc, argv);
 
   auto timeout = parseDuration(options.timeoutText);
@@ -235,15 +232,17 @@ int main(int argc, char** argv) {
   }
   options.socketPath = *socketPath;
 
-  auto format = [&](OutputFormat fallback) {
-    if (options.output == "json") return OutputFormat::kJson;
-    if (options.output == "yaml") return OutputFormat::kYaml;
-    if (options.output == "table") return OutputFormat::kTable;
-    return fallback;
-  };
+  auto format = [&](OutputFormat fallback) { return options.format(fallback); };
   if (*version) return runVersion(options, format(OutputFormat::kTable));
   if (*info) return runInfo(options, format(OutputFormat::kJson));
   if (*runtimeConfig) return runRuntimeConfig(options, format(OutputFormat::kTable));
   if (*health) return runHealth(options, format(OutputFormat::kTable), healthService);
+  using namespace monocri::monoctl;
+  if (*pullCommand) return runPull(options, pull);
+  if (*images) return runImages(options, imagesFilter, quiet, digests);
+  if (*inspecti) return runInspectImages(options, inspected);
+  if (*rmi) return runRemoveImages(options, removed, removeAll);
+  if (*imagefsinfo) return runImageFsInfo(options);
+  if (*importCommand) return runImport(options, importPath, importName);
   return 2;
 }

@@ -13,6 +13,8 @@ namespace {
 
 // Connections kept per host: registries serve layers in parallel, a pull needs a few.
 constexpr long kMaxConnectionsPerHost = 8;
+// How often transfers are checked for a stall.
+constexpr uint64_t kStallCheckMs = 250;
 
 void initCurlOnce() {
   static std::once_flag once;
@@ -52,6 +54,7 @@ std::string HttpResponse::header(std::string_view name) const {
 }
 
 struct HttpClient::Transfer {
+  HttpClient* client = nullptr;
   uint64_t id = 0;
   CURL* easy = nullptr;
   curl_slist* headerList = nullptr;
@@ -62,6 +65,7 @@ struct HttpClient::Transfer {
   HttpResponse response;
   bool inFinalResponse = false;  // its headers are complete and delivered
   bool abortedByCaller = false;
+  uint64_t lastActivityMs = 0;  // loop time of the last byte (or of the start)
   char errorBuffer[CURL_ERROR_SIZE] = {};
 
   ~Transfer() {
@@ -80,6 +84,7 @@ HttpClient::HttpClient(loop::Loop& loop, std::string userAgent)
   curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
   curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, kMaxConnectionsPerHost);
   timer_ = loop::Timer::create(loop_, "http timer");
+  stallTimer_ = loop::Timer::create(loop_, "http stall check");
 }
 
 HttpClient::~HttpClient() {
@@ -93,6 +98,7 @@ HttpClient::~HttpClient() {
 uint64_t HttpClient::start(HttpRequest request, ResponseCallback onResponse, DataCallback onData,
                            DoneCallback onDone) {
   auto transfer = std::make_unique<Transfer>();
+  transfer->client = this;
   transfer->id = nextId_++;
   transfer->request = std::move(request);
   transfer->onResponse = std::move(onResponse);
@@ -112,10 +118,9 @@ uint64_t HttpClient::start(HttpRequest request, ResponseCallback onResponse, Dat
   curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, r.followRedirects ? 1L : 0L);
   curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 10L);
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(r.connectTimeoutMs));
-  // No byte for the stall timeout (rounded up to seconds): the registry has stopped.
-  curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME,
-                   static_cast<long>(std::max<uint64_t>(1, (r.stallTimeoutMs + 999) / 1000)));
+  // The stall timeout is watched by checkStalls(): curl's own low-speed check averages over
+  // about five seconds, and in multi-socket mode nothing of curl runs while a socket is quiet.
+  transfer->lastActivityMs = loop_.nowMs();
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, r.verifyTls ? 1L : 0L);
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, r.verifyTls ? 2L : 0L);
   curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");  // what the server compresses, we inflate
@@ -143,7 +148,34 @@ uint64_t HttpClient::start(HttpRequest request, ResponseCallback onResponse, Dat
   const uint64_t id = transfer->id;
   transfers_.emplace(id, std::move(transfer));
   curl_multi_add_handle(multi_, easy);
+  if (!stallTimer_->active()) {
+    stallTimer_->start(kStallCheckMs, kStallCheckMs, [this] { checkStalls(); });
+  }
   return id;
+}
+
+void HttpClient::checkStalls() {
+  const uint64_t now = loop_.nowMs();
+  std::vector<uint64_t> stalled;
+  for (const auto& [id, transfer] : transfers_) {
+    if (now - transfer->lastActivityMs >= transfer->request.stallTimeoutMs) stalled.push_back(id);
+  }
+  for (uint64_t id : stalled) {
+    auto it = transfers_.find(id);
+    if (it == transfers_.end()) continue;  // a done callback ended it meanwhile
+    std::unique_ptr<Transfer> transfer = std::move(it->second);
+    transfers_.erase(it);
+    curl_multi_remove_handle(multi_, transfer->easy);
+    HttpResponse response = std::move(transfer->response);
+    if (!transfer->inFinalResponse) {
+      response.headers.clear();
+      response.status = 0;
+    }
+    response.timedOut = true;
+    response.transportError = fmt::format("no data for {} ms", transfer->request.stallTimeoutMs);
+    if (transfer->onDone) transfer->onDone(std::move(response));
+  }
+  if (transfers_.empty()) stallTimer_->stop();
 }
 
 void HttpClient::cancel(uint64_t id) {
@@ -177,6 +209,7 @@ uint64_t HttpClient::fetch(HttpRequest request, size_t maxBytes, BufferedCallbac
 size_t HttpClient::onHeaderLine(char* data, size_t size, size_t count, void* opaque) {
   auto* transfer = static_cast<Transfer*>(opaque);
   const size_t length = size * count;
+  transfer->lastActivityMs = transfer->client->loop_.nowMs();
   std::string_view line(data, length);
   if (line.starts_with("HTTP/")) {  // a new response (after a redirect or 100 Continue)
     transfer->response.headers.clear();
@@ -209,6 +242,7 @@ size_t HttpClient::onHeaderLine(char* data, size_t size, size_t count, void* opa
 size_t HttpClient::onBody(char* data, size_t size, size_t count, void* opaque) {
   auto* transfer = static_cast<Transfer*>(opaque);
   const size_t length = size * count;
+  transfer->lastActivityMs = transfer->client->loop_.nowMs();
   if (!transfer->inFinalResponse) return length;  // a redirect's body
   if (transfer->onData && !transfer->onData(std::string_view(data, length))) {
     transfer->abortedByCaller = true;

@@ -80,11 +80,13 @@ class HttpClient {
   static size_t onBody(char* data, size_t size, size_t count, void* transfer);
   void act(curl_socket_t socket, int flags);
   void collectFinished();
+  void checkStalls();
 
   loop::Loop& loop_;
   std::string userAgent_;
   CURLM* multi_ = nullptr;
   loop::HandlePtr<loop::Timer> timer_;
+  loop::HandlePtr<loop::Timer> stallTimer_;
   std::unordered_map<curl_socket_t, loop::HandlePtr<loop::Poll>> polls_;
   std::map<uint64_t, std::unique_ptr<Transfer>> transfers_;
   uint64_t nextId_ = 1;

@@ -361,21 +361,22 @@ Status RegistryClient::statusFor(const Request& request, const HttpResponse& res
                                  const std::string& errorBody) const {
   const std::string& host = request.source.ref.domain;
   const std::string what = fmt::format("{}{}", host, request.path);
-  if (response.ok() && !request.tooLarge) return Status::ok();
   if (request.tooLarge) {
     return Status(StatusCode::kResourceExhausted,
                   fmt::format("{}: the answer exceeds the {} byte limit", what, request.maxBytes));
   }
   if (response.aborted) return Status(StatusCode::kAborted, fmt::format("{}: aborted", what));
-  if (response.status == 0) {
+  // A transfer that broke off (even after a 200: the body cut short) is a transient failure.
+  if (!response.transportError.empty()) {
     if (response.timedOut) {
-      return Status(StatusCode::kUnavailable,
-                    fmt::format("registry {} stopped sending ({} ms without data): {}", host,
-                                timeouts_.stallMs, response.transportError));
+      return Status(
+          StatusCode::kUnavailable,
+          fmt::format("registry {} stopped sending ({} ms without data)", host, timeouts_.stallMs));
     }
     return Status(StatusCode::kUnavailable,
                   fmt::format("registry {}: {}", host, response.transportError));
   }
+  if (response.ok()) return Status::ok();
   std::string detail = registryMessage(errorBody);
   if (!detail.empty()) detail = " (" + detail + ")";
   switch (response.status) {

@@ -34,6 +34,31 @@ Status sourceOf(const wire::Source& wire, PullSource& out) {
   return Status::ok();
 }
 
+// Manifests and configs are retried like blobs: a registry's passing 5xx, 429 or reset should
+// not fail a pull. `attempt(done)` is run again on UNAVAILABLE, after a growing wait.
+constexpr int kFetchAttempts = 4;
+constexpr uint64_t kFetchRetryDelaysMs[] = {500, 1000, 2000};
+
+void withRetries(
+    loop::Loop& loop,
+    std::function<void(std::function<void(Status, RegistryClient::ManifestResponse)>)> attempt,
+    std::function<void(Status, RegistryClient::ManifestResponse)> done, int attemptNumber = 1) {
+  attempt([&loop, attempt, done = std::move(done), attemptNumber](
+              Status status, RegistryClient::ManifestResponse answer) mutable {
+    if (status.code() != StatusCode::kUnavailable || attemptNumber >= kFetchAttempts) {
+      done(status, std::move(answer));
+      return;
+    }
+    auto timer = std::shared_ptr<loop::Timer>(loop::Timer::create(loop, "fetch retry").release(),
+                                              loop::HandleCloser());
+    timer->start(kFetchRetryDelaysMs[attemptNumber - 1], 0,
+                 [&loop, attempt, done = std::move(done), attemptNumber, timer]() mutable {
+                   timer.reset();  // the timer held itself through this closure: let it go
+                   withRetries(loop, attempt, std::move(done), attemptNumber + 1);
+                 });
+  });
+}
+
 Credentials credentialsOf(const wire::Credentials& wire) {
   return Credentials{
       wire.username(), wire.password(), wire.identity_token(), wire.registry_token(), {}};
@@ -51,14 +76,19 @@ ImageWorkerService::ImageWorkerService(loop::Loop& loop, grpc::GrpcServer& serve
         if (Status s = sourceOf(request.source(), source); !s.isOk()) return responder.fail(s);
         auto shared =
             std::make_shared<grpc::UnaryResponder<wire::FetchResponse>>(std::move(responder));
-        registry_.getManifest(source, credentialsOf(request.credentials()), request.reference(),
-                              [shared](Status status, RegistryClient::ManifestResponse answer) {
-                                if (!status.isOk()) return shared->fail(status);
-                                wire::FetchResponse response;
-                                response.set_body(std::move(answer.body));
-                                response.set_content_type(std::move(answer.contentType));
-                                shared->finish(response);
-                              });
+        withRetries(
+            loop_,
+            [this, source, credentials = credentialsOf(request.credentials()),
+             reference = request.reference()](auto callback) {
+              registry_.getManifest(source, credentials, reference, std::move(callback));
+            },
+            [shared](Status status, RegistryClient::ManifestResponse answer) {
+              if (!status.isOk()) return shared->fail(status);
+              wire::FetchResponse response;
+              response.set_body(std::move(answer.body));
+              response.set_content_type(std::move(answer.contentType));
+              shared->finish(response);
+            });
       });
 
   server.addUnary<wire::FetchRequest, wire::FetchResponse>(
@@ -71,13 +101,22 @@ ImageWorkerService::ImageWorkerService(loop::Loop& loop, grpc::GrpcServer& serve
         if (!digest) return responder.fail(Status(StatusCode::kInvalidArgument, why));
         auto shared =
             std::make_shared<grpc::UnaryResponder<wire::FetchResponse>>(std::move(responder));
-        registry_.getSmallBlob(source, credentialsOf(request.credentials()), *digest,
-                               request.max_bytes(), [shared](Status status, std::string body) {
-                                 if (!status.isOk()) return shared->fail(status);
-                                 wire::FetchResponse response;
-                                 response.set_body(std::move(body));
-                                 shared->finish(response);
-                               });
+        withRetries(
+            loop_,
+            [this, source, credentials = credentialsOf(request.credentials()), digest = *digest,
+             maxBytes = request.max_bytes()](auto callback) {
+              registry_.getSmallBlob(
+                  source, credentials, digest, maxBytes,
+                  [callback](Status status, std::string body) {
+                    callback(status, RegistryClient::ManifestResponse{std::move(body), {}});
+                  });
+            },
+            [shared](Status status, RegistryClient::ManifestResponse answer) {
+              if (!status.isOk()) return shared->fail(status);
+              wire::FetchResponse response;
+              response.set_body(std::move(answer.body));
+              shared->finish(response);
+            });
       });
 
   server.addServerStreaming<wire::DownloadRequest, wire::DownloadProgress>(

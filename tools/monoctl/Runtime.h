@@ -1,0 +1,59 @@
+// What every monoctl verb needs: where the runtime is, how long to wait, how to print, and
+// calls over the shared gRPC client, each on a loop of its own.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "cri-bridge/grpc/GrpcClient.h"
+#include "loop/Loop.h"
+#include "monoctl/OutputFormat.h"
+
+namespace monocri::monoctl {
+
+struct Options {
+  std::string endpoint;
+  std::string timeoutText = "10s";
+  std::chrono::nanoseconds timeout{};
+  std::string output;  // json, yaml, table, or "" for the verb's default
+  std::string socketPath;
+
+  OutputFormat format(OutputFormat fallback) const;
+};
+
+// One unary call.
+template <typename Request, typename Response>
+grpc::Status callRuntime(const Options& options, std::string_view path, const Request& request,
+                         Response& response,
+                         std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+  loop::Loop loop;
+  grpc::Status result(grpc::StatusCode::kUnknown, "no answer");
+  auto client = grpc::GrpcClient::connect(loop, options.socketPath);
+  client->unary<Request, Response>(path, request,
+                                   grpc::CallOptions{timeout.value_or(options.timeout), false},
+                                   [&](const grpc::Status& status, Response&& answer) {
+                                     result = status;
+                                     response = std::move(answer);
+                                     client->close();
+                                   });
+  loop.run();
+  return result;
+}
+
+// A server-streaming call: `onMessage` for each message, the final status returned.
+grpc::Status streamRuntime(const Options& options, std::string_view path,
+                           const std::string& request,
+                           const std::function<void(std::string_view)>& onMessage);
+
+// Prints a failed call's status to stderr the way every verb does; returns exit code 1.
+int fail(const Options& options, std::string_view what, const grpc::Status& status);
+
+void print(OutputFormat format, const nlohmann::ordered_json& value);
+
+// "1.03MB", as crictl writes sizes.
+std::string humanSize(uint64_t bytes);
+
+}  // namespace monocri::monoctl
