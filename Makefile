@@ -71,6 +71,7 @@ fuzz: deps
 
 bench: deps build
 	build/bin/bench-grpc-version
+	tests/harness/in-namespace /usr/bin/python3 bench/image_pull_bench.py
 
 install: build
 	install -D -s -m 0755 build/bin/monocri $(DESTDIR)$(PREFIX)/bin/monocri

@@ -587,6 +587,35 @@ def sized_image(total_bytes, directory, layers=5, compression="gzip", format="oc
     return build_image(built, format=format)
 
 
+def tree_image(file_count, directory, layers=5, compression="gzip", format="oci", seed="0"):
+    """A rootfs-like image: `file_count` small files (256 B to 16 KiB of text-like, gzip-
+    compressible content) in directories of 100, split evenly over `layers` layers, the first
+    of which also carries busybox. Unpacking it is metadata-bound, as a distro image's is,
+    where sized_image's few big random files are bound by bytes."""
+    chooser = random.Random(f"tree/{seed}")
+    words = ["".join(chooser.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(chooser.randint(2, 9)))
+             for _ in range(2000)]
+    built = []
+    per_layer = file_count // layers
+    for number in range(layers):
+        count = per_layer + (file_count % layers if number == layers - 1 else 0)
+        entries = []
+        for index in range(count):
+            if index % 100 == 0:
+                entries.append(Dir(f"tree/{number}/{index // 100}"))
+            size = chooser.randint(256, 16384)
+            text = bytearray()
+            while len(text) < size:
+                text += " ".join(chooser.choices(words, k=12)).encode() + b"\n"
+            entries.append(File(f"tree/{number}/{index // 100}/file-{index}", bytes(text[:size])))
+        entries += [Dir("tree"), Dir(f"tree/{number}")]
+        if number == 0:
+            entries += busybox_entries()
+        built.append(build_layer(entries, compression, directory,
+                                 comment=f"testimage: {count} small files"))
+    return build_image(built, format=format)
+
+
 def multiplatform_image(format="oci", compression="gzip"):
     """An index over linux/amd64, linux/arm64/v8 and linux/arm/v7 images: each is the busybox
     layer (an amd64 binary in all three) plus a layer with /platform holding the platform's
