@@ -1,4 +1,5 @@
 #include "state/StateFiles.h"
+#include "state/UniqueFd.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -17,20 +18,6 @@ namespace {
 std::string errnoText(std::string_view what, const std::string& path) {
   return fmt::format("{} {}: {}", what, path, std::strerror(errno));
 }
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // Removes the contents of the directory `dirFd` (owned by the caller), depth first.
 std::string removeContents(int dirFd, const std::string& path) {
@@ -57,7 +44,7 @@ std::string removeContents(int dirFd, const std::string& path) {
       error = errnoText("open", childPath);
       break;
     }
-    Fd child(childFd);
+    UniqueFd child(childFd);
     error = removeContents(child.get(), childPath);
     if (error.empty() && unlinkat(dirFd, entry->d_name, AT_REMOVEDIR) != 0) {
       error = errnoText("rmdir", childPath);
@@ -72,7 +59,7 @@ std::string removeContents(int dirFd, const std::string& path) {
 
 std::string writeFileAtomically(const std::string& path, std::string_view contents, mode_t mode) {
   const std::string temp = path + ".tmp";
-  Fd fd(open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
+  UniqueFd fd(open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
   if (fd.get() < 0) return errnoText("create", temp);
   size_t written = 0;
   while (written < contents.size()) {
@@ -100,7 +87,7 @@ std::string writeFileAtomically(const std::string& path, std::string_view conten
 
 std::string readFile(const std::string& path, size_t maxBytes, std::string& out) {
   out.clear();
-  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return errnoText("open", path);
   struct stat st {};
   if (fstat(fd.get(), &st) != 0) return errnoText("stat", path);
@@ -119,7 +106,7 @@ std::string readFile(const std::string& path, size_t maxBytes, std::string& out)
 }
 
 std::string syncDirectory(const std::string& path) {
-  Fd fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0) return errnoText("open", path);
   if (fsync(fd.get()) != 0) return errnoText("fsync", path);
   return {};
@@ -130,7 +117,7 @@ std::string removeTree(const std::string& path) {
   if (errno != EISDIR && errno != EPERM) return errnoText("unlink", path);
   int dirFd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (dirFd < 0) return errno == ENOENT ? std::string() : errnoText("open", path);
-  Fd dir(dirFd);
+  UniqueFd dir(dirFd);
   if (std::string error = removeContents(dir.get(), path); !error.empty()) return error;
   if (rmdir(path.c_str()) != 0 && errno != ENOENT) return errnoText("rmdir", path);
   return {};
@@ -141,7 +128,7 @@ std::string removeTreeAt(int dirFd, const std::string& name, const std::string& 
   if (errno != EISDIR && errno != EPERM) return errnoText("unlink", displayPath);
   int childFd = openat(dirFd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (childFd < 0) return errno == ENOENT ? std::string() : errnoText("open", displayPath);
-  Fd child(childFd);
+  UniqueFd child(childFd);
   if (std::string error = removeContents(child.get(), displayPath); !error.empty()) return error;
   if (unlinkat(dirFd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
     return errnoText("rmdir", displayPath);

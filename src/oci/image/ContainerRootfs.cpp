@@ -19,32 +19,19 @@
 
 #include "loop/WorkQueue.h"
 #include "state/StateFiles.h"
+#include "state/UniqueFd.h"
 
 namespace monocri::oci {
 
 using grpc::Status;
 using grpc::StatusCode;
+using state::UniqueFd;
 
 namespace {
 
 constexpr const char* kOpaqueXattr = "trusted.overlay.opaque";
 // Page-size limit of mount(2)'s option string, for kernels without fsconfig's "lowerdir+".
 constexpr size_t kMountDataLimit = 4095;
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-
- private:
-  int fd_;
-};
 
 Status errnoStatus(std::string_view what, const std::string& path) {
   return Status(errno == ENOSPC ? StatusCode::kResourceExhausted : StatusCode::kInternal,
@@ -140,8 +127,8 @@ Status applyLayer(int fromDir, int toDir, const std::string& snapshot, const std
       if (mkdirat(toDir, name.c_str(), 0700) != 0 && errno != EEXIST) {
         return errnoStatus("mkdir", child);
       }
-      Fd from(openat(fromDir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      Fd to(openat(toDir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      UniqueFd from(openat(fromDir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      UniqueFd to(openat(toDir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!from.valid() || !to.valid()) return errnoStatus("open", child);
       if (Status s = applyLayer(from.get(), to.get(), snapshot, child, hardlinks); !s.isOk()) {
         return s;
@@ -155,8 +142,8 @@ Status applyLayer(int fromDir, int toDir, const std::string& snapshot, const std
           if (linkat(AT_FDCWD, link->second.c_str(), toDir, name.c_str(), 0) == 0) continue;
         }
       }
-      Fd from(openat(fromDir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-      Fd to(
+      UniqueFd from(openat(fromDir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+      UniqueFd to(
           openat(toDir, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
       if (!from.valid() || !to.valid()) return errnoStatus("copy", child);
       off_t offset = 0;
@@ -283,7 +270,7 @@ Status ContainerRootfs::mountOverlay(const std::string& id, const ImageRecord& i
 
   // The new mount API takes the lower dirs one by one ("lowerdir+", Linux 6.8): no limit on
   // their number from the size of an option string.
-  Fd fs(fsopen("overlay", FSOPEN_CLOEXEC));
+  UniqueFd fs(fsopen("overlay", FSOPEN_CLOEXEC));
   if (!fs.valid()) {
     return Status(errno == ENODEV ? StatusCode::kUnimplemented : StatusCode::kInternal,
                   fmt::format("overlayfs is not available: {}", std::strerror(errno)));
@@ -305,7 +292,7 @@ Status ContainerRootfs::mountOverlay(const std::string& id, const ImageRecord& i
           fmt::format("overlay mount for container {}: {} ({})", id, std::strerror(error),
                       kernelMessages(fs.get())));
     }
-    Fd mountFd(fsmount(fs.get(), FSMOUNT_CLOEXEC, 0));
+    UniqueFd mountFd(fsmount(fs.get(), FSMOUNT_CLOEXEC, 0));
     if (!mountFd.valid()) return errnoStatus("fsmount overlay for", id);
     if (move_mount(mountFd.get(), "", AT_FDCWD, target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
       return errnoStatus("move_mount overlay onto", target);
@@ -399,9 +386,9 @@ void ContainerRootfs::create(const std::string& id, const Digest& imageId,
           *status = Status(StatusCode::kInternal, error);
           return;
         }
-        Fd to(::open(snapshot.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        UniqueFd to(::open(snapshot.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         for (const auto& layer : layers) {
-          Fd from(::open(layer.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+          UniqueFd from(::open(layer.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
           if (!from.valid() || !to.valid()) {
             *status = errnoStatus("open", layer);
             return;

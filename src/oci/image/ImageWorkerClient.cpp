@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "imageworker.pb.h"
+#include "oci/image/ImageWorkerProtocol.h"
 
 namespace monocri::oci {
 
@@ -18,12 +19,6 @@ using grpc::StatusCode;
 namespace wire = monocri::imageworker::v1;
 
 namespace {
-
-constexpr std::string_view kService = "/monocri.imageworker.v1.ImageWorker/";
-
-std::string method(std::string_view name) {
-  return std::string(kService) + std::string(name);
-}
 
 void fill(const PullSource& source, wire::Source& out) {
   out.set_domain(source.ref.domain);
@@ -140,7 +135,7 @@ void ImageWorkerClient::getManifest(const PullSource& source, const Credentials&
   request.set_max_bytes(kMaxManifestBytes);
   callStarted();
   client->unary<wire::FetchRequest, wire::FetchResponse>(
-      method("FetchManifest"), request, {},
+      imageWorkerMethod("FetchManifest"), request, {},
       [this, done = std::move(done), alive = lifetime_.watch()](const Status& status,
                                                                 wire::FetchResponse&& response) {
         if (alive.expired()) return;
@@ -163,7 +158,7 @@ void ImageWorkerClient::getSmallBlob(const PullSource& source, const Credentials
   request.set_max_bytes(maxBytes);
   callStarted();
   client->unary<wire::FetchRequest, wire::FetchResponse>(
-      method("FetchBlob"), request, {},
+      imageWorkerMethod("FetchBlob"), request, {},
       [this, done = std::move(done), alive = lifetime_.watch()](const Status& status,
                                                                 wire::FetchResponse&& response) {
         if (alive.expired()) return;
@@ -187,7 +182,7 @@ void ImageWorkerClient::downloadBlob(const PullSource& source, const Credentials
   request.set_path(path);
   callStarted();
   client->startCall(
-      method("DownloadBlob"), request.SerializeAsString(), {},
+      imageWorkerMethod("DownloadBlob"), request.SerializeAsString(), {},
       [progress = std::move(progress)](std::string_view message) {
         wire::DownloadProgress update;
         if (update.ParseFromArray(message.data(), static_cast<int>(message.size()))) {
@@ -215,7 +210,7 @@ void ImageWorkerClient::unpackLayer(const std::string& blobPath, const std::stri
   request.set_directory(directory);
   callStarted();
   client->unary<wire::UnpackRequest, wire::UnpackResponse>(
-      method("UnpackLayer"), request, {},
+      imageWorkerMethod("UnpackLayer"), request, {},
       [this, done = std::move(done), alive = lifetime_.watch()](const Status& status,
                                                                 wire::UnpackResponse&& response) {
         if (alive.expired()) return;
@@ -253,7 +248,7 @@ void ImageWorkerClient::readImport(const std::string& path, const std::string& n
   request.set_platform_variant(platform.variant);
   callStarted();
   client->unary<wire::ReadImportRequest, wire::ReadImportResponse>(
-      method("ReadImport"), request, {},
+      imageWorkerMethod("ReadImport"), request, {},
       [this, done = std::move(done), alive = lifetime_.watch()](
           const Status& status, wire::ReadImportResponse&& response) {
         if (alive.expired()) return;

@@ -13,8 +13,10 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "oci/image/ArchiveRead.h"
 #include "oci/image/ImageReference.h"
 #include "state/StateFiles.h"
+#include "state/UniqueFd.h"
 
 namespace monocri::oci {
 
@@ -46,13 +48,13 @@ class ImportSource {
       return Status::ok();
     }
     if (!S_ISREG(st.st_mode)) return bad(fmt::format("{} is neither a directory nor a file", path));
-    std::unique_ptr<archive, int (*)(archive*)> a(archive_read_new(), archive_read_free);
+    ArchiveReader a(archive_read_new());
     archive_read_support_format_tar(a.get());
     archive_read_support_format_gnutar(a.get());
     archive_read_support_filter_gzip(a.get());
     archive_read_support_filter_zstd(a.get());
     if (archive_read_open_filename(a.get(), path.c_str(), 256 * 1024) != ARCHIVE_OK) {
-      return bad(fmt::format("{} is not a tar archive: {}", path, archive_error_string(a.get())));
+      return bad(fmt::format("{} is not a tar archive: {}", path, archiveError(a.get())));
     }
     archive_entry* entry;
     int rc;
@@ -62,20 +64,19 @@ class ImportSource {
       while (name.starts_with("./"))
         name.erase(0, 2);
       const std::string stored = fmt::format("{}/{}", scratch, files_.size());
-      int fd = ::open(stored.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-      if (fd < 0)
+      state::UniqueFd file(::open(stored.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+      if (!file.valid())
         return Status(StatusCode::kInternal,
                       fmt::format("create {}: {}", stored, std::strerror(errno)));
-      const int copied = archive_read_data_into_fd(a.get(), fd);
-      ::close(fd);
+      const int copied = archive_read_data_into_fd(a.get(), file.get());
       if (copied != ARCHIVE_OK) {
         return bad(fmt::format("{}: damaged at '{}': {}", path, name.substr(0, 200),
-                               archive_error_string(a.get())));
+                               archiveError(a.get())));
       }
       files_[name] = stored;
     }
     if (rc != ARCHIVE_EOF) {
-      return bad(fmt::format("{} is damaged: {}", path, archive_error_string(a.get())));
+      return bad(fmt::format("{} is damaged: {}", path, archiveError(a.get())));
     }
     return Status::ok();
   }
@@ -111,18 +112,17 @@ class ImportSource {
 
 // sha256 and size of a file.
 Status hashFile(const std::string& path, Digest& digest, int64_t& size) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
+  state::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid())
     return Status(StatusCode::kInternal, fmt::format("open {}: {}", path, std::strerror(errno)));
   Sha256 hasher;
   std::string buffer(256 * 1024, '\0');
   size = 0;
   ssize_t n;
-  while ((n = read(fd, buffer.data(), buffer.size())) > 0) {
+  while ((n = read(fd.get(), buffer.data(), buffer.size())) > 0) {
     hasher.update(std::string_view(buffer.data(), static_cast<size_t>(n)));
     size += n;
   }
-  ::close(fd);
   if (n < 0)
     return Status(StatusCode::kInternal, fmt::format("read {}: {}", path, std::strerror(errno)));
   digest = hasher.finish();
@@ -294,9 +294,8 @@ ImportPlan readDockerArchive(const ImportSource& source) {
         return plan;
       }
       unsigned char magic[2] = {};
-      if (int fd = ::open(layer.path.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
-        (void)!::read(fd, magic, sizeof(magic));
-        ::close(fd);
+      if (state::UniqueFd fd(::open(layer.path.c_str(), O_RDONLY | O_CLOEXEC)); fd.valid()) {
+        (void)!::read(fd.get(), magic, sizeof(magic));
       }
       layer.blob.mediaType = magic[0] == 0x1f && magic[1] == 0x8b
                                  ? "application/vnd.docker.image.rootfs.diff.tar.gzip"

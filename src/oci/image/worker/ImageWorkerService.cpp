@@ -5,6 +5,7 @@
 #include "imageworker.pb.h"
 #include "loop/Timer.h"
 #include "loop/WorkQueue.h"
+#include "oci/image/ImageWorkerProtocol.h"
 #include "oci/image/ImportReader.h"
 #include "oci/image/LayerUnpacker.h"
 
@@ -16,13 +17,8 @@ namespace wire = monocri::imageworker::v1;
 
 namespace {
 
-constexpr std::string_view kService = "/monocri.imageworker.v1.ImageWorker/";
 // Download progress goes to the daemon at most this often.
 constexpr uint64_t kProgressIntervalMs = 200;
-
-std::string method(std::string_view name) {
-  return std::string(kService) + std::string(name);
-}
 
 Status sourceOf(const wire::Source& wire, PullSource& out) {
   auto ref = parseImageReference(wire.domain() + "/" + wire.path() + ":x");
@@ -70,7 +66,7 @@ ImageWorkerService::ImageWorkerService(loop::Loop& loop, grpc::GrpcServer& serve
                                        RegistryClient& registry)
     : loop_(loop), registry_(registry) {
   server.addUnary<wire::FetchRequest, wire::FetchResponse>(
-      method("FetchManifest"),
+      imageWorkerMethod("FetchManifest"),
       [this](wire::FetchRequest&& request, grpc::UnaryResponder<wire::FetchResponse> responder) {
         PullSource source;
         if (Status s = sourceOf(request.source(), source); !s.isOk()) return responder.fail(s);
@@ -92,7 +88,7 @@ ImageWorkerService::ImageWorkerService(loop::Loop& loop, grpc::GrpcServer& serve
       });
 
   server.addUnary<wire::FetchRequest, wire::FetchResponse>(
-      method("FetchBlob"),
+      imageWorkerMethod("FetchBlob"),
       [this](wire::FetchRequest&& request, grpc::UnaryResponder<wire::FetchResponse> responder) {
         PullSource source;
         if (Status s = sourceOf(request.source(), source); !s.isOk()) return responder.fail(s);
@@ -120,7 +116,7 @@ ImageWorkerService::ImageWorkerService(loop::Loop& loop, grpc::GrpcServer& serve
       });
 
   server.addServerStreaming<wire::DownloadRequest, wire::DownloadProgress>(
-      method("DownloadBlob"),
+      imageWorkerMethod("DownloadBlob"),
       [this](wire::DownloadRequest&& request, grpc::ServerWriter<wire::DownloadProgress> writer) {
         PullSource source;
         if (Status s = sourceOf(request.source(), source); !s.isOk()) return writer.finish(s);
@@ -167,7 +163,7 @@ ImageWorkerService::ImageWorkerService(loop::Loop& loop, grpc::GrpcServer& serve
       });
 
   server.addUnary<wire::UnpackRequest, wire::UnpackResponse>(
-      method("UnpackLayer"),
+      imageWorkerMethod("UnpackLayer"),
       [this](wire::UnpackRequest&& request, grpc::UnaryResponder<wire::UnpackResponse> responder) {
         auto shared =
             std::make_shared<grpc::UnaryResponder<wire::UnpackResponse>>(std::move(responder));
@@ -191,8 +187,9 @@ ImageWorkerService::ImageWorkerService(loop::Loop& loop, grpc::GrpcServer& serve
       });
 
   server.addUnary<wire::ReadImportRequest, wire::ReadImportResponse>(
-      method("ReadImport"), [this](wire::ReadImportRequest&& request,
-                                   grpc::UnaryResponder<wire::ReadImportResponse> responder) {
+      imageWorkerMethod("ReadImport"),
+      [this](wire::ReadImportRequest&& request,
+             grpc::UnaryResponder<wire::ReadImportResponse> responder) {
         auto shared =
             std::make_shared<grpc::UnaryResponder<wire::ReadImportResponse>>(std::move(responder));
         struct Result {
