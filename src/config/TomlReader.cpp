@@ -50,7 +50,7 @@ TomlValue convert(const toml::node& node) {
   if (const auto* table = node.as_table()) {
     value.kind = TomlValue::Kind::kTable;
     for (auto&& [key, child] : *table)
-      value.members.emplace_back(std::string(key.str()), convert(child));
+      value.members.push_back(TomlMember{std::string(key.str()), convert(child)});
   } else if (const auto* array = node.as_array()) {
     value.kind = TomlValue::Kind::kArray;
     for (const auto& child : *array)

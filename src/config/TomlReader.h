@@ -10,6 +10,8 @@
 
 namespace monocri::config {
 
+struct TomlMember;
+
 struct TomlValue {
   enum class Kind { kTable, kArray, kString, kInteger, kFloat, kBoolean, kDateTime };
 
@@ -19,11 +21,18 @@ struct TomlValue {
   int64_t integer = 0;
   double number = 0;
   bool boolean = false;
-  std::vector<std::pair<std::string, TomlValue>> members;  // kTable, in document order
-  std::vector<TomlValue> items;                            // kArray
+  std::vector<TomlMember> members;  // kTable, in document order
+  std::vector<TomlValue> items;     // kArray
 
   const TomlValue* find(std::string_view key) const;
   std::string_view kindName() const;  // "string", "table"... for messages
+};
+
+// A key of a table and its value. (Not std::pair: a pair of the incomplete TomlValue inside
+// TomlValue is refused by clang with libstdc++.)
+struct TomlMember {
+  std::string key;
+  TomlValue value;
 };
 
 // Parses a TOML document into `root` (a table). Returns "" or an error "source:line: why".

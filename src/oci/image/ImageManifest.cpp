@@ -66,8 +66,11 @@ int variantRank(const Platform& node, const Platform& candidate) {
   if (node.architecture == "arm") {
     // A v7 node runs v6 and v5 code too; an unset variant is taken as v7.
     static constexpr std::array<std::string_view, 3> kOrder = {"v7", "v6", "v5"};
-    const std::string_view nodeVariant = node.variant.empty() ? "v7" : node.variant;
-    const std::string_view want = candidate.variant.empty() ? "v7" : candidate.variant;
+    // Both arms string_view: `cond ? "v7" : str` would make a temporary std::string.
+    const std::string_view nodeVariant =
+        node.variant.empty() ? std::string_view("v7") : std::string_view(node.variant);
+    const std::string_view want =
+        candidate.variant.empty() ? std::string_view("v7") : std::string_view(candidate.variant);
     size_t start = 0;
     while (start < kOrder.size() && kOrder[start] != nodeVariant)
       ++start;

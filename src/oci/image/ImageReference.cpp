@@ -136,6 +136,7 @@ std::optional<ImageReference> parseImageReference(std::string_view text, std::st
       return fail(fmt::format("'{}' is not a valid tag", ref.tag.substr(0, 130)));
     rest = rest.substr(0, colon);
   }
+  // Bounds the work below; the normalized name is checked at the end.
   if (rest.size() > kMaxNameLength) return fail("the name is longer than 255 characters");
 
   // The first component is a registry if it looks like a host: a '.', a ':' or "localhost".
@@ -172,6 +173,10 @@ std::optional<ImageReference> parseImageReference(std::string_view text, std::st
   if (ref.shortName) ref.shortPath = ref.path;
   if (ref.domain == kDockerHub && ref.path.find('/') == std::string::npos) {
     ref.path = "library/" + ref.path;
+  }
+  // As docker's reference library counts: the whole normalized name, "docker.io/library/x".
+  if (ref.domain.size() + 1 + ref.path.size() > kMaxNameLength) {
+    return fail("the name, with its registry, is longer than 255 characters");
   }
   if (ref.tag.empty() && !ref.digest) ref.tag = "latest";
   return ref;

@@ -204,7 +204,8 @@ std::string ImageStore::load(std::vector<std::string>& notes) {
   }
   for (auto& [id, image] : images_) {
     const auto before = image.repoTags.size();
-    std::erase_if(image.repoTags, [&](const std::string& tag) { return tagOwner[tag] != id; });
+    std::erase_if(image.repoTags,
+                  [&, &owner = id](const std::string& tag) { return tagOwner[tag] != owner; });
     if (image.repoTags.size() != before) writeImage(image);
   }
   // What no image uses: left by pulls that did not finish.

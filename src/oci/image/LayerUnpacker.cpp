@@ -18,14 +18,18 @@
 #include <memory>
 #include <optional>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 
+#include "oci/image/ArchiveRead.h"
 #include "state/StateFiles.h"
+#include "state/UniqueFd.h"
 
 namespace monocri::oci {
 
 using grpc::Status;
 using grpc::StatusCode;
+using state::UniqueFd;
 
 namespace {
 
@@ -35,38 +39,14 @@ constexpr std::string_view kWhiteoutPrefix = ".wh.";
 constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
 constexpr const char* kOverlayOpaqueXattr = "trusted.overlay.opaque";
 
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() { reset(); }
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
 // Opens `path` below the directory `dirFd` without ever leaving it: no "..", no absolute or
 // escaping symlinks, no /proc magic links.
-Fd openBeneath(int dirFd, const std::string& path, int flags, uint64_t resolve = 0) {
+UniqueFd openBeneath(int dirFd, const std::string& path, int flags, uint64_t resolve = 0) {
   open_how how{};
   how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | resolve;
   long fd = syscall(SYS_openat2, dirFd, path.empty() ? "." : path.c_str(), &how, sizeof(how));
-  return Fd(fd < 0 ? -1 : static_cast<int>(fd));
+  return UniqueFd(fd < 0 ? -1 : static_cast<int>(fd));
 }
 
 Status ioError(std::string_view what, const std::string& path) {
@@ -90,11 +70,11 @@ class DecompressingReader {
   }
 
   Status open(const std::string& path) {
-    fd_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    fd_ = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd_.valid()) return ioError("open", path);
     in_.resize(kChunkBytes);
     out_.resize(kChunkBytes);
-    if (!fill()) return status_;
+    if (!fillAtLeast(4)) return status_;
     const auto* bytes = reinterpret_cast<const unsigned char*>(in_.data() + inPos_);
     const size_t have = inEnd_ - inPos_;
     if (have >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b) {
@@ -130,24 +110,35 @@ class DecompressingReader {
 
  private:
   // Reads more compressed input if the buffer is used up; false at error.
-  bool fill() {
-    if (inPos_ < inEnd_ || eof_) return true;
-    ssize_t n;
-    do {
-      n = read(fd_.get(), in_.data(), in_.size());
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-      status_ = ioError("read", "layer blob");
-      return false;
+  bool fill() { return fillAtLeast(1); }
+
+  // Reads until `n` unread bytes are buffered or the blob ends (eof_); false at error. Unread
+  // bytes move to the front first: a gzip member may end one byte before a read boundary.
+  bool fillAtLeast(size_t n) {
+    while (inEnd_ - inPos_ < n && !eof_) {
+      if (inPos_ != 0) {
+        std::memmove(in_.data(), in_.data() + inPos_, inEnd_ - inPos_);
+        inEnd_ -= inPos_;
+        inPos_ = 0;
+      }
+      ssize_t got;
+      do {
+        got = read(fd_.get(), in_.data() + inEnd_, in_.size() - inEnd_);
+      } while (got < 0 && errno == EINTR);
+      if (got < 0) {
+        status_ = ioError("read", "layer blob");
+        return false;
+      }
+      inEnd_ += static_cast<size_t>(got);
+      eof_ = got == 0;
     }
-    inPos_ = 0;
-    inEnd_ = static_cast<size_t>(n);
-    eof_ = n == 0;
     return true;
   }
 
+  bool drained() const { return eof_ && inPos_ == inEnd_; }
+
   std::string_view nextPlain() {
-    if (!fill() || eof_) return {};
+    if (!fill() || drained()) return {};
     std::string_view piece(in_.data() + inPos_, inEnd_ - inPos_);
     inPos_ = inEnd_;
     return piece;
@@ -157,7 +148,7 @@ class DecompressingReader {
     while (true) {
       if (!fill()) return {};
       if (gzipDone_) return {};
-      if (eof_) {
+      if (drained()) {
         status_ = Status(StatusCode::kDataLoss, "the layer's gzip stream is truncated");
         return {};
       }
@@ -170,9 +161,9 @@ class DecompressingReader {
       const size_t produced = out_.size() - z_.avail_out;
       if (rc == Z_STREAM_END) {
         // Another gzip member may follow (concatenated streams); anything else ends the data.
-        if (!fill()) return {};
+        if (!fillAtLeast(2)) return {};
         const auto* b = reinterpret_cast<const unsigned char*>(in_.data() + inPos_);
-        if (!eof_ && inEnd_ - inPos_ >= 2 && b[0] == 0x1f && b[1] == 0x8b) {
+        if (inEnd_ - inPos_ >= 2 && b[0] == 0x1f && b[1] == 0x8b) {
           inflateReset(&z_);
         } else {
           gzipDone_ = true;
@@ -190,7 +181,7 @@ class DecompressingReader {
   std::string_view nextZstd() {
     while (true) {
       if (!fill()) return {};
-      if (eof_) {
+      if (drained()) {
         if (zstdPending_ != 0) {
           status_ = Status(StatusCode::kDataLoss, "the layer's zstd stream is truncated");
         }
@@ -210,7 +201,7 @@ class DecompressingReader {
     }
   }
 
-  Fd fd_;
+  UniqueFd fd_;
   std::string in_, out_;
   size_t inPos_ = 0, inEnd_ = 0;
   bool eof_ = false;
@@ -324,7 +315,7 @@ class LayerWriter {
   // directory after it would otherwise change its mtime, and a read-only mode would stop them.
   Status finish() {
     for (auto it = pending_.rbegin(); it != pending_.rend(); ++it) {
-      Fd dir =
+      UniqueFd dir =
           openBeneath(rootFd_, it->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, RESOLVE_NO_SYMLINKS);
       if (!dir.valid()) continue;  // replaced by a later entry
       if (fchown(dir.get(), it->uid, it->gid) != 0) return ioError("chown", display(it->path));
@@ -362,7 +353,7 @@ class LayerWriter {
       parentFd = parentCache_.get();
       return Status::ok();
     }
-    Fd dir = openBeneath(rootFd_, parent, O_PATH | O_DIRECTORY);
+    UniqueFd dir = openBeneath(rootFd_, parent, O_PATH | O_DIRECTORY);
     if (!dir.valid()) {
       if (errno == EXDEV || errno == ELOOP) {
         return hostile(path, "its directory is reached through a link out of the layer");
@@ -375,7 +366,7 @@ class LayerWriter {
         const size_t slash = parent.find('/', start);
         const std::string component =
             parent.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
-        Fd next = openBeneath(dir.get(), component, O_PATH | O_DIRECTORY);
+        UniqueFd next = openBeneath(dir.get(), component, O_PATH | O_DIRECTORY);
         if (!next.valid() && errno == ENOENT) {
           if (mkdirat(dir.get(), component.c_str(), 0755) != 0 && errno != EEXIST) {
             return ioError("mkdir", display(parent));
@@ -408,8 +399,10 @@ class LayerWriter {
       return errno == ENOENT ? Status::ok() : ioError("stat", display(path));
     }
     if (keepDirectory && S_ISDIR(st.st_mode)) return Status::ok();
-    if (S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode)) {
-      // Directories (and links to them) may be cached as parents: forget them.
+    // A cached parent at or below what goes would point into a removed tree: forget it. The
+    // caller's parentFd holds `path` itself, so it is never that cache.
+    if (parentCache_.valid() && (S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode)) &&
+        (parentCachePath_ == path || parentCachePath_.starts_with(path + "/"))) {
       parentCache_.reset();
       parentCachePath_.clear();
     }
@@ -443,11 +436,20 @@ class LayerWriter {
   }
 
   void remember(const std::string& path, archive_entry* entry) {
-    pending_.push_back(PendingDirectory{
-        path, static_cast<mode_t>(archive_entry_perm(entry) & 07777),
-        static_cast<uid_t>(archive_entry_uid(entry)), static_cast<gid_t>(archive_entry_gid(entry)),
+    PendingDirectory directory{
+        path,
+        static_cast<mode_t>(archive_entry_perm(entry) & 07777),
+        static_cast<uid_t>(archive_entry_uid(entry)),
+        static_cast<gid_t>(archive_entry_gid(entry)),
         timespec{archive_entry_mtime(entry), archive_entry_mtime_nsec(entry)},
-        xattrsOf(entry, path)});
+        xattrsOf(entry, path)};
+    // A directory listed again takes the later entry's metadata, as tar and containerd do.
+    auto [it, added] = pendingIndex_.try_emplace(path, pending_.size());
+    if (added) {
+      pending_.push_back(std::move(directory));
+    } else {
+      pending_[it->second] = std::move(directory);
+    }
   }
 
   Status setOwnerAndTimes(int parentFd, const std::string& name, const std::string& path,
@@ -467,7 +469,7 @@ class LayerWriter {
     if (Status s = parentDirectory(path, parentFd); !s.isOk()) return s;
     const std::string name = baseName(path);
     if (Status s = clearName(parentFd, name, path, false); !s.isOk()) return s;
-    Fd file(
+    UniqueFd file(
         openat(parentFd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!file.valid()) return ioError("create", display(path));
     const void* block;
@@ -489,7 +491,7 @@ class LayerWriter {
     }
     if (rc != ARCHIVE_EOF) {
       return Status(StatusCode::kDataLoss, fmt::format("the layer's tar is damaged at '{}': {}",
-                                                       display(path), archive_error_string(a)));
+                                                       display(path), archiveError(a)));
     }
     if (ftruncate(file.get(), archive_entry_size(entry)) != 0) {
       return ioError("truncate", display(path));
@@ -564,7 +566,7 @@ class LayerWriter {
   Status makeHardlink(const std::string& path, const char* rawTarget) {
     auto target = cleanPath(rawTarget);
     if (!target || target->empty()) return hostile(path, "a hardlink that leaves the layer");
-    Fd source = openBeneath(rootFd_, *target, O_PATH | O_NOFOLLOW);
+    UniqueFd source = openBeneath(rootFd_, *target, O_PATH | O_NOFOLLOW);
     if (!source.valid()) {
       if (errno == EXDEV || errno == ELOOP)
         return hostile(path, "a hardlink that leaves the layer");
@@ -606,7 +608,7 @@ class LayerWriter {
 
   // ".wh..wh..opq": overlayfs shows none of the layers below in this directory.
   Status makeOpaque(const std::string& directory) {
-    Fd dir = openBeneath(rootFd_, directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    UniqueFd dir = openBeneath(rootFd_, directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
     if (!dir.valid()) {
       if (errno != ENOENT) {
         return hostile(directory + "/.wh..wh..opq", "its directory is not in the layer");
@@ -627,19 +629,16 @@ class LayerWriter {
   int rootFd_;
   LayerUnpackResult& result_;
   std::vector<PendingDirectory> pending_;
-  Fd parentCache_;
+  std::unordered_map<std::string, size_t> pendingIndex_;  // path -> its place in pending_
+  UniqueFd parentCache_;
   std::string parentCachePath_;
-};
-
-struct ArchiveFree {
-  void operator()(archive* a) const { archive_read_free(a); }
 };
 
 }  // namespace
 
 LayerUnpackResult unpackLayer(const std::string& blobPath, const std::string& destDir) {
   LayerUnpackResult result;
-  Fd root(::open(destDir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd root(::open(destDir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!root.valid()) {
     result.status = ioError("open", destDir);
     return result;
@@ -647,12 +646,12 @@ LayerUnpackResult unpackLayer(const std::string& blobPath, const std::string& de
   DecompressingReader reader;
   if (result.status = reader.open(blobPath); !result.status.isOk()) return result;
 
-  std::unique_ptr<archive, ArchiveFree> a(archive_read_new());
+  ArchiveReader a(archive_read_new());
   archive_read_support_format_tar(a.get());
   archive_read_support_format_gnutar(a.get());
   if (archive_read_open(a.get(), &reader, nullptr, readFromDecompressor, nullptr) != ARCHIVE_OK) {
     result.status = Status(StatusCode::kDataLoss, fmt::format("the layer is not a tar archive: {}",
-                                                              archive_error_string(a.get())));
+                                                              archiveError(a.get())));
     return result;
   }
   LayerWriter writer(root.get(), result);
@@ -661,10 +660,11 @@ LayerUnpackResult unpackLayer(const std::string& blobPath, const std::string& de
     const int rc = archive_read_next_header(a.get(), &entry);
     if (rc == ARCHIVE_EOF) break;
     if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
-      result.status = !reader.status().isOk() ? reader.status()
-                                              : Status(StatusCode::kDataLoss,
-                                                       fmt::format("the layer's tar is damaged: {}",
-                                                                   archive_error_string(a.get())));
+      result.status =
+          !reader.status().isOk()
+              ? reader.status()
+              : Status(StatusCode::kDataLoss,
+                       fmt::format("the layer's tar is damaged: {}", archiveError(a.get())));
       return result;
     }
     if (Status s = writer.write(a.get(), entry); !s.isOk()) {
