@@ -27,7 +27,7 @@ os.environ.setdefault("MONOCRI_BIN", os.path.join(ROOT, "build/bin"))
 os.environ.setdefault("MONOCRI_PYTHON_OUT", os.path.join(ROOT, "build/python"))
 
 import testimage  # noqa: E402
-from monocri_harness import Daemon, api_pb2, unary  # noqa: E402
+from monocri_harness import Daemon, api_pb2, children_of, status_kib_of, unary  # noqa: E402
 from registry import Registry  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -41,25 +41,6 @@ def cpu_seconds(pid):
         return (int(fields[11]) + int(fields[12])) / TICKS
     except FileNotFoundError:
         return 0.0
-
-
-def status_kib(pid, field):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except FileNotFoundError:
-        pass
-    return 0
-
-
-def children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except FileNotFoundError:
-        return []
 
 
 def run_monocri(registry, reference, workdir):
@@ -77,10 +58,10 @@ def run_monocri(registry, reference, workdir):
                   api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=reference)),
                   api_pb2.PullImageResponse, timeout=600)
         wall = time.monotonic() - start
-        workers = children(daemon.pid)  # the image worker lingers until idle: measure it now
+        workers = children_of(daemon.pid)  # the image worker lingers until idle: measure it now
         cpu = cpu_seconds(daemon.pid) - cpu_before + sum(cpu_seconds(w) for w in workers)
-        worker_peak = max([status_kib(w, "VmHWM") for w in workers] or [0])
-        daemon_peak = status_kib(daemon.pid, "VmHWM")
+        worker_peak = max([status_kib_of(w, "VmHWM") for w in workers] or [0])
+        daemon_peak = status_kib_of(daemon.pid, "VmHWM")
     finally:
         daemon.stop()
     return wall, cpu, max(worker_peak, daemon_peak) / 1024, daemon_peak / 1024

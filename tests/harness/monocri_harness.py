@@ -31,6 +31,24 @@ RUNTIME = "/runtime.v1.RuntimeService/"
 IMAGE = "/runtime.v1.ImageService/"
 
 
+def status_kib_of(pid, field):
+    """A /proc/PID/status figure in KiB (VmRSS, VmHWM...)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def children_of(pid):
+    """The pids of a process's children (the daemon's image worker), [] if it is gone."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(child) for child in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
 class Daemon:
     """One monocri process with its state in a temp dir."""
 
@@ -104,11 +122,7 @@ class Daemon:
             return f.read().decode(errors="replace")
 
     def status_kib(self, field):
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-        raise KeyError(field)
+        return status_kib_of(self.pid, field)
 
     def rss_kib(self):
         return self.status_kib("VmRSS")
