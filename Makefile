@@ -77,6 +77,7 @@ install: build
 	install -D -s -m 0755 build/bin/monocri $(DESTDIR)$(PREFIX)/bin/monocri
 	install -D -s -m 0755 build/bin/monoctl $(DESTDIR)$(PREFIX)/bin/monoctl
 	install -D -s -m 0755 build/bin/monocri-image-worker $(DESTDIR)$(PREFIX)/bin/monocri-image-worker
+	install -D -s -m 0755 build/bin/monocri-pod-init $(DESTDIR)$(PREFIX)/bin/monocri-pod-init
 	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/monocri/monocri.toml ]; then \
 	  install -D -m 0644 config/monocri.toml $(DESTDIR)$(SYSCONFDIR)/monocri/monocri.toml; \
 	else echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/monocri/monocri.toml"; fi
