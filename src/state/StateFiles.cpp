@@ -94,6 +94,20 @@ std::string readFile(const std::string& path, size_t maxBytes, std::string& out)
   if (static_cast<size_t>(st.st_size) > maxBytes) {
     return fmt::format("{} is {} bytes, more than the {} expected", path, st.st_size, maxBytes);
   }
+  if (st.st_size == 0) {
+    // procfs, sysfs and cgroupfs files report no size: read to the end, within the bound.
+    char chunk[4096];
+    while (true) {
+      ssize_t n = read(fd.get(), chunk, sizeof(chunk));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return errnoText("read", path);
+      if (n == 0) return {};
+      if (out.size() + static_cast<size_t>(n) > maxBytes) {
+        return fmt::format("{} holds more than the {} bytes expected", path, maxBytes);
+      }
+      out.append(chunk, static_cast<size_t>(n));
+    }
+  }
   out.resize(static_cast<size_t>(st.st_size));
   size_t got = 0;
   while (got < out.size()) {

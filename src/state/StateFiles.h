@@ -15,7 +15,8 @@ namespace monocri::state {
 std::string writeFileAtomically(const std::string& path, std::string_view contents,
                                 mode_t mode = 0644);
 
-// Reads a whole file of at most `maxBytes` (a larger one is an error, not a truncation).
+// Reads a whole file of at most `maxBytes` (a larger one is an error, not a truncation); files
+// that report no size (procfs, sysfs, cgroupfs) are read to their end within the same bound.
 std::string readFile(const std::string& path, size_t maxBytes, std::string& out);
 
 // fsync of a directory, so that renames and creations in it are durable.
