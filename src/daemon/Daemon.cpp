@@ -29,12 +29,11 @@ std::string makeDirectory(const std::string& path, mode_t mode) {
   return {};
 }
 
-// monocri-image-worker is installed beside the daemon.
-std::string imageWorkerPath() {
+// monocri's helper programs (monocri-image-worker, monocri-pod-init) are installed beside it.
+std::string helperPath(const char* name) {
   std::error_code ec;
   const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return (ec ? std::filesystem::path("/usr/local/bin") : self.parent_path()) /
-         "monocri-image-worker";
+  return (ec ? std::filesystem::path("/usr/local/bin") : self.parent_path()) / name;
 }
 
 }  // namespace
@@ -61,20 +60,26 @@ int Daemon::run() {
   imageOptions.registriesConf = config_.registriesConf;
   imageOptions.pinned = config_.pinnedImages;
   imageOptions.maxConcurrentDownloads = config_.maxConcurrentDownloads;
-  imageOptions.worker.executable = imageWorkerPath();
+  imageOptions.worker.executable = helperPath("monocri-image-worker");
   imageOptions.worker.stallTimeoutMs = config_.pullProgressTimeoutMs;
   imageOptions.worker.userAgent = std::string("monocri/") + kVersion;
   imageOptions.worker.logLevel = config_.logLevel;
   images_ = std::make_unique<oci::ImageManager>(loop_, imageOptions);
   rootfs_ = std::make_unique<oci::ContainerRootfs>(loop_, images_->store(), config_.root,
                                                    config_.runRoot);
+  pods::PodManagerOptions podOptions;
+  podOptions.stateRoot = config_.root;
+  podOptions.runRoot = config_.runRoot;
+  podOptions.initBinary = helperPath("monocri-pod-init");
+  pods_ = std::make_unique<pods::PodManager>(loop_, podOptions);
   std::vector<std::string> notes;
   std::string error = images_->start(notes);
   if (error.empty()) error = rootfs_->load(notes);
+  if (error.empty()) error = pods_->load(notes);
   for (const auto& note : notes)
     spdlog::info("{}", note);
   if (!error.empty()) {
-    spdlog::critical("cannot open the image store: {}", error);
+    spdlog::critical("cannot open the state in {}: {}", config_.root, error);
     return 1;
   }
   images_->setInUseCheck(
@@ -84,6 +89,7 @@ int Daemon::run() {
       network_);
   health_ = std::make_unique<cri::HealthService>(server_);
   criImages_ = std::make_unique<cri::CriImageService>(server_, *images_);
+  criPods_ = std::make_unique<cri::CriPodService>(server_, *pods_);
 
   if (std::string error = server_.listen(socketPath, 0660); !error.empty()) {
     spdlog::critical("cannot serve the CRI: {}", error);

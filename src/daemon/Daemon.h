@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "cri-bridge/CriImageService.h"
+#include "cri-bridge/CriPodService.h"
 #include "cri-bridge/CriService.h"
 #include "cri-bridge/HealthService.h"
 #include "cri-bridge/grpc/GrpcServer.h"
@@ -16,6 +17,7 @@
 #include "oci/OciRuntimeBinary.h"
 #include "oci/image/ContainerRootfs.h"
 #include "oci/image/ImageManager.h"
+#include "pods/PodManager.h"
 
 namespace monocri::daemon {
 
@@ -42,6 +44,8 @@ class Daemon {
   std::unique_ptr<oci::ContainerRootfs> rootfs_;
   std::unique_ptr<cri::CriService> cri_;
   std::unique_ptr<cri::CriImageService> criImages_;
+  std::unique_ptr<pods::PodManager> pods_;
+  std::unique_ptr<cri::CriPodService> criPods_;
   std::unique_ptr<cri::HealthService> health_;
   loop::HandlePtr<loop::Signal> sigterm_;
   loop::HandlePtr<loop::Signal> sigint_;

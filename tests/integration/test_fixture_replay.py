@@ -19,7 +19,7 @@ from hyperframe.frame import (DataFrame, GoAwayFrame, HeadersFrame, PingFrame, R
                               SettingsFrame, WindowUpdateFrame)
 
 from http2_raw import RawConnection, parse_frame, split_frames
-from monocri_harness import FIXTURES, api_pb2
+from monocri_harness import FIXTURES, api_pb2, unary
 
 FIXTURE_FILES = sorted(glob.glob(os.path.join(FIXTURES, "grpc", "*.c2s.bin")))
 # The RPCs this issue implements, with the message type of their answers.
@@ -31,7 +31,13 @@ IMPLEMENTED = {
     "/runtime.v1.ImageService/ImageFsInfo": api_pb2.ImageFsInfoResponse,
     "/runtime.v1.ImageService/ListImages": api_pb2.ListImagesResponse,
     "/runtime.v1.ImageService/ImageStatus": api_pb2.ImageStatusResponse,
+    "/runtime.v1.RuntimeService/ListPodSandbox": api_pb2.ListPodSandboxResponse,
+    "/runtime.v1.RuntimeService/RunPodSandbox": api_pb2.RunPodSandboxResponse,
+    "/runtime.v1.RuntimeService/StopPodSandbox": api_pb2.StopPodSandboxResponse,
+    "/runtime.v1.RuntimeService/RemovePodSandbox": api_pb2.RemovePodSandboxResponse,
 }
+# Implemented, but the request names a pod of the recorded node (CRI-O's ids): NOT_FOUND here.
+ABOUT_RECORDED_PODS = {"/runtime.v1.RuntimeService/PodSandboxStatus"}
 DEFAULT_WINDOW = 65535
 
 
@@ -155,6 +161,7 @@ def test_replay(daemon, path):
         assert sent <= stream_window + stream_extra.get(stream_id, 0)
 
     # Each call: a well-formed gRPC response with the right status.
+    created = set()
     answered = {}
     for stream_id, rpc in requests.items():
         stream = [f for f in frames if f.stream_id == stream_id]
@@ -178,14 +185,25 @@ def test_replay(daemon, path):
                 assert message.image_filesystems[0].fs_id.mountpoint.endswith("/image")
             if rpc.endswith("/ImageStatus"):
                 assert not message.HasField("image"), "an image this node lacks: no image, no error"
+            if rpc.endswith("/RunPodSandbox"):
+                assert len(message.pod_sandbox_id) == 64, "kubelet's pod config runs"
+                created.add(message.pod_sandbox_id)
             if rpc.endswith("/Status"):
                 assert {c.type for c in message.status.conditions} == {"RuntimeReady",
                                                                       "NetworkReady"}
+        elif rpc in ABOUT_RECORDED_PODS:
+            assert code == "5", f"{rpc}: {trailers}"
+            assert "not found" in trailers["grpc-message"]
         else:
             assert code == "12", f"{rpc}: {trailers}"
             assert len(blocks) == 1 and not body, "trailers-only answer"
             assert "does not implement" in trailers["grpc-message"]
     assert sum(answered.values()) == len(requests)
+    with daemon.channel() as channel:  # the pods kubelet's calls made: gone with the test
+        for pod_id in created:
+            unary(channel, "/runtime.v1.RuntimeService/RemovePodSandbox",
+                  api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id),
+                  api_pb2.RemovePodSandboxResponse)
 
 
 def test_the_kubelet_session_holds_130_calls():

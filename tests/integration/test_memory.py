@@ -35,7 +35,7 @@ def run_calls(daemon, count, in_flight=64):
     channels = [daemon.channel() for _ in range(4)]
     try:
         calls = [s for ch in channels for s in stubs(ch)]
-        failing = channels[0].unary_unary(RUNTIME + "RunPodSandbox",
+        failing = channels[0].unary_unary(RUNTIME + "ListContainerStats",
                                           request_serializer=lambda b: b,
                                           response_deserializer=lambda b: b)
         done = 0

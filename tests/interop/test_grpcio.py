@@ -100,7 +100,7 @@ def test_unknown_method_is_unimplemented(channel, path):
 
 
 @pytest.mark.parametrize("path,request_", [
-    (RUNTIME + "RunPodSandbox", api_pb2.RunPodSandboxRequest()),
+    (RUNTIME + "CreateContainer", api_pb2.CreateContainerRequest()),
     (RUNTIME + "ListContainers", api_pb2.ListContainersRequest()),
     (RUNTIME + "ExecSync", api_pb2.ExecSyncRequest()),
     (RUNTIME + "ListContainerStats", api_pb2.ListContainerStatsRequest()),

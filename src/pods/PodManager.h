@@ -1,0 +1,77 @@
+// Pod sandboxes: created, stopped, removed, listed and reported, persisted so that a restarted
+// daemon knows them. Runs on the loop; the namespaces are made by monocri-pod-init children.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cri-bridge/grpc/GrpcStatus.h"
+#include "loop/Loop.h"
+#include "pods/PodNamespaces.h"
+#include "pods/PodSandbox.h"
+
+namespace monocri::pods {
+
+struct PodManagerOptions {
+  std::string stateRoot;                     // <root>: pods/<id>/ persisted
+  std::string runRoot;                       // <run_root>: pods/<id>/ mounts and files
+  std::string initBinary;                    // monocri-pod-init
+  uint64_t shmSizeBytes = 64 * 1024 * 1024;  // as containerd and CRI-O
+  std::string hostResolvConf = "/etc/resolv.conf";
+  std::string hostHosts = "/etc/hosts";
+};
+
+class PodManager {
+ public:
+  PodManager(loop::Loop& loop, PodManagerOptions options);
+  ~PodManager();
+
+  // Reads the persisted pods and checks what survived (namespaces, the pid namespace's init).
+  std::string load(std::vector<std::string>& notes);
+
+  using RunDone = std::function<void(grpc::Status, const std::string& id)>;
+  // A second call with the same metadata (kubelet retrying after its deadline) gets the first
+  // one's answer, whether that one is still running or done.
+  void run(const runtime::v1::PodSandboxConfig& config, const std::string& runtimeHandler,
+           RunDone done);
+  // Idempotent: a stopped or unknown pod is success.
+  void stop(const std::string& id, std::function<void(grpc::Status)> done);
+  void remove(const std::string& id, std::function<void(grpc::Status)> done);
+
+  const PodSandbox* find(const std::string& id) const;
+  std::vector<const PodSandbox*> list(const runtime::v1::PodSandboxFilter& filter) const;
+  nlohmann::json verboseInfo(const PodSandbox& pod) const;
+
+  // Set by the container manager: stops (and for remove, removes) every container of a pod
+  // before the pod itself goes.
+  std::function<void(const std::string&podId, std::function<void(grpc::Status)>)> stopContainersOf,
+      removeContainersOf;
+
+ private:
+  struct Pending;  // a run in progress and the calls waiting for it
+  void finishRun(const std::string& key, grpc::Status status, const std::string& id);
+  void undo(PodSandbox& pod);
+  grpc::Status persist(const PodSandbox& pod);
+  void killInit(PodSandbox& pod);
+  bool initAlive(const PodSandbox& pod) const;
+
+  loop::Loop& loop_;
+  PodManagerOptions options_;
+  PodNamespaces namespaces_;
+  std::map<std::string, std::unique_ptr<PodSandbox>> pods_;  // by id
+  std::map<std::string, std::vector<RunDone>> pendingRuns_;  // by key: waiters of a run
+  loop::LifetimeGuard lifetime_;
+};
+
+// 64 hex characters from the kernel's CSPRNG.
+std::string newPodOrContainerId();
+
+// Sysctls a pod may set: those namespaced by the pod's ipc or net namespace.
+grpc::Status checkPodSysctl(const std::string& key, bool hostNetwork, bool hostIpc);
+
+}  // namespace monocri::pods
