@@ -377,3 +377,60 @@ def test_fifty_pods_at_once(daemon):
         list(pool.map(lambda i: remove(daemon, i), ids))
     assert len(list_pods(daemon)) == 0
     assert mounts_under(daemon.dir) == []
+
+
+def test_monoctl_pod_verbs(daemon, tmp_path):
+    from monocri_harness import run_monoctl
+    endpoint = ["-r", "unix://" + daemon.socket]
+    # crictl's pod-config.json, field names as crictl writes them.
+    json_config = tmp_path / "pod.json"
+    json_config.write_text(json.dumps({
+        "metadata": {"name": "nginx-sandbox", "namespace": "default", "attempt": 1,
+                     "uid": "hdishd83djaidwnduwk28bcsb"},
+        "log_directory": str(tmp_path / "logs"),
+        "hostname": "nginx",
+        "labels": {"app": "nginx"},
+        "linux": {"security_context": {"namespace_options": {"pid": 1}}},
+    }))
+    yaml_config = tmp_path / "pod.yaml"
+    yaml_config.write_text("metadata:\n  name: other\n  namespace: team\n  uid: u2\n"
+                           "linux:\n  security_context:\n    namespace_options:\n"
+                           "      network: NODE\n")
+    first = run_monoctl(*endpoint, "runp", str(json_config))
+    assert first.returncode == 0, first.stderr
+    pod_a = first.stdout.strip()
+    second = run_monoctl(*endpoint, "runp", str(yaml_config))
+    assert second.returncode == 0, second.stderr
+    pod_b = second.stdout.strip()
+    assert os.path.isdir(tmp_path / "logs"), "the pod's log directory is made"
+
+    listed = run_monoctl(*endpoint, "pods")
+    assert listed.returncode == 0
+    lines = listed.stdout.splitlines()
+    assert lines[0].split()[:3] == ["POD", "ID", "CREATED"]
+    assert any(pod_a[:13] in line and "nginx-sandbox" in line and "Ready" in line
+               for line in lines)
+    assert run_monoctl(*endpoint, "pods", "-q", "--label", "app=nginx").stdout.split() == [pod_a]
+    assert run_monoctl(*endpoint, "pods", "-q", "--namespace", "team").stdout.split() == [pod_b]
+
+    inspected = run_monoctl(*endpoint, "inspectp", pod_a[:12])
+    assert inspected.returncode == 0, inspected.stderr
+    document = json.loads(inspected.stdout)
+    assert document["status"]["id"] == pod_a
+    assert document["status"]["metadata"]["name"] == "nginx-sandbox"
+    assert document["info"]["namespaceModes"]["pid"] == "CONTAINER"
+    assert json.loads(run_monoctl(*endpoint, "inspectp", pod_b).stdout)[
+        "info"]["namespaceModes"]["network"] == "NODE"
+
+    assert run_monoctl(*endpoint, "stopp", pod_a).stdout.strip() == f"Stopped sandbox {pod_a}"
+    assert run_monoctl(*endpoint, "pods", "-q", "--state", "notready").stdout.split() == [pod_a]
+    removed = run_monoctl(*endpoint, "rmp", "-a")
+    assert removed.returncode == 0 and len(removed.stdout.splitlines()) == 2
+    assert run_monoctl(*endpoint, "pods", "-q").stdout == ""
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"metadata": {"name": "x"}, "no_such_field": 1}')
+    answer = run_monoctl(*endpoint, "runp", str(bad))
+    assert answer.returncode == 2 and "no_such_field" in answer.stderr
+    missing = run_monoctl(*endpoint, "inspectp", "ffff")
+    assert missing.returncode == 1 and "no pod matches" in missing.stderr

@@ -1,4 +1,4 @@
-// monoctl's image verbs (the runtime verbs live in main.cpp).
+// monoctl's image and pod verbs (the runtime verbs live in main.cpp).
 #pragma once
 
 #include <string>
@@ -23,5 +23,18 @@ int runInspectImages(const Options& options, const std::vector<std::string>& ima
 int runRemoveImages(const Options& options, std::vector<std::string> images, bool all);
 int runImageFsInfo(const Options& options);
 int runImport(const Options& options, const std::string& path, const std::string& name);
+
+struct PodListOptions {
+  std::string id, state, name, ns;
+  std::vector<std::string> labels;  // key=value
+  bool quiet = false;
+};
+
+int runRunPod(const Options& options, const std::string& configPath,
+              const std::string& runtimeHandler);
+int runStopOrRemovePods(const Options& options, const std::vector<std::string>& prefixes,
+                        bool remove, bool all);
+int runPods(const Options& options, const PodListOptions& list);
+int runInspectPods(const Options& options, const std::vector<std::string>& prefixes);
 
 }  // namespace monocri::monoctl

@@ -215,6 +215,29 @@ int main(int argc, char** argv) {
   importCommand->add_option("path", importPath, "Path on this node")->required();
   importCommand->add_option("--name", importName,
                             "registry/name for images a layout tags only as e.g. 'latest'");
+
+  std::string podConfig, runtimeHandler;
+  auto* runp = app.add_subcommand("runp", "Run a pod sandbox from a JSON or YAML pod config");
+  runp->add_option("config", podConfig, "Pod config file, shaped like crictl's")->required();
+  runp->add_option("--runtime", runtimeHandler, "Runtime handler");
+  std::vector<std::string> stoppedPods, removedPods, inspectedPods;
+  bool stopAllPods = false, removeAllPods = false;
+  auto* stopp = app.add_subcommand("stopp", "Stop pod sandboxes");
+  stopp->add_option("pod", stoppedPods, "Pod ids (or unique prefixes)");
+  stopp->add_flag("-a,--all", stopAllPods, "Every pod");
+  auto* rmp = app.add_subcommand("rmp", "Remove pod sandboxes (their containers too)");
+  rmp->add_option("pod", removedPods, "Pod ids (or unique prefixes)");
+  rmp->add_flag("-a,--all", removeAllPods, "Every pod");
+  monocri::monoctl::PodListOptions podList;
+  auto* podsCommand = app.add_subcommand("pods", "List pod sandboxes");
+  podsCommand->add_option("--id", podList.id, "Pods whose id starts so");
+  podsCommand->add_option("--state", podList.state, "ready or notready");
+  podsCommand->add_option("--name", podList.name, "Pods whose name holds this");
+  podsCommand->add_option("--namespace", podList.ns, "Pods of this namespace");
+  podsCommand->add_option("--label", podList.labels, "key=value (all must match)");
+  podsCommand->add_flag("-q,--quiet", podList.quiet, "Pod ids only");
+  auto* inspectp = app.add_subcommand("inspectp", "Pod status, namespaces and files (verbose)");
+  inspectp->add_option("pod", inspectedPods, "Pod ids (or unique prefixes)")->required();
   CLI11_PARSE(app, argc, argv);
 
   auto timeout = parseDuration(options.timeoutText);
@@ -244,5 +267,10 @@ int main(int argc, char** argv) {
   if (*rmi) return runRemoveImages(options, removed, removeAll);
   if (*imagefsinfo) return runImageFsInfo(options);
   if (*importCommand) return runImport(options, importPath, importName);
+  if (*runp) return runRunPod(options, podConfig, runtimeHandler);
+  if (*stopp) return runStopOrRemovePods(options, stoppedPods, false, stopAllPods);
+  if (*rmp) return runStopOrRemovePods(options, removedPods, true, removeAllPods);
+  if (*podsCommand) return runPods(options, podList);
+  if (*inspectp) return runInspectPods(options, inspectedPods);
   return 2;
 }
