@@ -76,7 +76,12 @@ std::unique_ptr<ChildProcess> ChildProcess::spawn(Loop& loop, const Options& opt
   sigfillset(&all);
   posix_spawnattr_setsigmask(&attributes, &none);
   posix_spawnattr_setsigdefault(&attributes, &all);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  if (options.newProcessGroup) {
+    posix_spawnattr_setpgroup(&attributes, 0);
+    flags |= POSIX_SPAWN_SETPGROUP;
+  }
+  posix_spawnattr_setflags(&attributes, flags);
 
   std::vector<char*> argv;
   for (const auto& arg : options.argv)
@@ -100,6 +105,7 @@ std::unique_ptr<ChildProcess> ChildProcess::spawn(Loop& loop, const Options& opt
   }
   fcntl(pidfd, F_SETFD, FD_CLOEXEC);
   std::unique_ptr<ChildProcess> child(new ChildProcess(pid, pidfd));
+  child->groupLeader_ = options.newProcessGroup;
   child->onExit_ = std::move(onExit);
   int pollError = 0;
   child->watch_ = Poll::create(loop, pidfd, &pollError);
@@ -133,10 +139,19 @@ int ChildProcess::kill(int signal) {
   return pidfdSendSignal(pidfd_, signal) == 0 ? 0 : -errno;
 }
 
+int ChildProcess::killProcessGroup(int signal) {
+  if (exited_) return -ESRCH;
+  if (!groupLeader_) return -EINVAL;
+  return ::kill(-pid_, signal) == 0 ? 0 : -errno;
+}
+
 ChildProcess::~ChildProcess() {
   watch_.reset();
   if (!exited_) {
     pidfdSendSignal(pidfd_, SIGKILL);
+    // libuv made the pidfd non-blocking, and waitid on a non-blocking pidfd answers EAGAIN
+    // instead of waiting: the child would be left a zombie.
+    fcntl(pidfd_, F_SETFL, fcntl(pidfd_, F_GETFL) & ~O_NONBLOCK);
     siginfo_t info{};
     waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &info, WEXITED);
   }

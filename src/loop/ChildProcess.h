@@ -29,6 +29,9 @@ class ChildProcess {
     // inheritStderr (the daemon's log).
     std::vector<std::pair<int, int>> fds;
     bool inheritStderr = true;
+    // The child leads a process group of its own, so that killProcessGroup() reaches whatever
+    // it started too (an OCI runtime's helpers).
+    bool newProcessGroup = false;
   };
 
   // Starts the child. On failure returns null and sets `error`.
@@ -43,6 +46,9 @@ class ChildProcess {
   bool exited() const { return exited_; }
   // Sends `signal` through the pidfd: never to a recycled pid.
   int kill(int signal);
+  // Sends `signal` to the child's process group (spawned with newProcessGroup). Only while the
+  // child is unreaped: its pid, hence the group id, cannot have been reused.
+  int killProcessGroup(int signal);
 
  private:
   ChildProcess(pid_t pid, int pidfd) : pid_(pid), pidfd_(pidfd) {}
@@ -51,6 +57,7 @@ class ChildProcess {
   pid_t pid_;
   int pidfd_;
   bool exited_ = false;
+  bool groupLeader_ = false;
   HandlePtr<Poll> watch_;
   std::function<void(ChildExit)> onExit_;
 };
