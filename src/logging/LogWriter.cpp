@@ -1,0 +1,378 @@
+#include "logging/LogWriter.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace monocri::logging {
+
+namespace {
+
+// A content piece at least this long is written from where it lies (the caller's read buffer)
+// instead of being copied into the batch.
+constexpr size_t kReferenceMinBytes = 2048;
+// Copied bytes (headers, short contents) in one batch before it is written out.
+constexpr size_t kBatchBytes = 256 * 1024;
+// iovecs in one batch; IOV_MAX is 1024 and a record adds at most three.
+constexpr size_t kMaxSegments = 1000;
+// An unfinished-line buffer that is empty when the flush timer or finish() looks keeps this
+// much capacity; more is given back, so that one long line does not pin memory in every idle
+// container.
+constexpr size_t kKeptPendingCapacity = 4096;
+
+constexpr mode_t kLogFileMode = 0640;
+
+// "<timestamp> stdout F "
+constexpr size_t kHeaderBytes = kLogTimestampBytes + 1 + 6 + 1 + 1 + 1;
+
+// Returns the file, or an invalid fd with `error` and `errorNumber` set.
+state::UniqueFd openLogFile(const std::string& path, std::string& error, int& errorNumber) {
+  // O_NONBLOCK: a FIFO planted at the path must neither block the open nor a write.
+  const int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    state::UniqueFd fd(::open(path.c_str(), flags | O_CREAT | O_EXCL, kLogFileMode));
+    if (fd.valid()) {
+      // Created here: the mode is 0640 whatever the daemon's umask.
+      ::fchmod(fd.get(), kLogFileMode);
+      return fd;
+    }
+    if (errno != EEXIST) break;
+    fd.reset(::open(path.c_str(), flags));
+    if (fd.valid()) return fd;
+    if (errno != ENOENT) break;  // removed between the two opens: try again
+  }
+  errorNumber = errno;
+  error = "open container log " + path + ": " + std::strerror(errorNumber);
+  return {};
+}
+
+grpc::StatusCode statusCodeForErrno(int error) {
+  switch (error) {
+    case ENOENT:
+    case ENOTDIR:
+      return grpc::StatusCode::kFailedPrecondition;  // kubelet removed the directory
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      return grpc::StatusCode::kPermissionDenied;
+    case ENOSPC:
+    case EDQUOT:
+    case EMFILE:
+    case ENFILE:
+      return grpc::StatusCode::kResourceExhausted;
+    default:
+      return grpc::StatusCode::kInternal;
+  }
+}
+
+}  // namespace
+
+// The records of one write() call, built in memory the thread's writers share: headers and
+// short contents are copied in, long contents are referenced where they lie, and the whole is
+// written with writev(2).
+class LogWriter::RecordBatch {
+ public:
+  static RecordBatch& forThisThread() {
+    thread_local RecordBatch batch;
+    return batch;
+  }
+
+  bool empty() const { return records_ == 0; }
+  bool full() const { return bytes_.size() >= kBatchBytes || segments_.size() >= kMaxSegments; }
+  uint64_t records() const { return records_; }
+  uint64_t contentBytes() const { return contentBytes_; }
+
+  void appendHeader(int64_t timeNs, LogStream stream, bool partial) {
+    const size_t at = bytes_.size();
+    bytes_.resize(at + kHeaderBytes);
+    char* out = bytes_.data() + at;
+    // The records of one write() call mostly share their arrival time.
+    if (!haveStamp_ || timeNs != stampTimeNs_) {
+      formatLogTimestamp(timeNs, stamp_);
+      stampTimeNs_ = timeNs;
+      haveStamp_ = true;
+    }
+    std::memcpy(out, stamp_, kLogTimestampBytes);
+    out += kLogTimestampBytes;
+    *out++ = ' ';
+    std::memcpy(out, logStreamName(stream).data(), 6);
+    out += 6;
+    *out++ = ' ';
+    *out++ = partial ? 'P' : 'F';
+    *out = ' ';
+  }
+  // `mayReference`: the bytes stay where they are until the batch is written.
+  void appendContent(std::string_view content, bool mayReference) {
+    if (!mayReference || content.size() < kReferenceMinBytes) {
+      bytes_.append(content);
+    } else {
+      closeRun();
+      segments_.push_back({content.data(), 0, content.size()});
+    }
+    contentBytes_ += content.size();
+  }
+  void endRecord() {
+    bytes_.push_back('\n');
+    ++records_;
+  }
+
+  // Writes the batch to `fd` and empties it. Returns the bytes written, or -errno; a short
+  // write followed by an error is undone (the file is cut back to where the batch began), so
+  // that the file only ever holds whole records.
+  ssize_t writeTo(int fd) {
+    closeRun();
+    iov_.clear();
+    size_t total = 0;
+    for (const Segment& s : segments_) {
+      const char* base = s.external != nullptr ? s.external : bytes_.data() + s.offset;
+      iov_.push_back({const_cast<char*>(base), s.length});
+      total += s.length;
+    }
+    size_t written = 0;
+    size_t next = 0;
+    int error = 0;
+    while (next < iov_.size()) {
+      const int count = static_cast<int>(std::min<size_t>(iov_.size() - next, IOV_MAX));
+      const ssize_t n = ::writev(fd, iov_.data() + next, count);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        error = n < 0 ? errno : EIO;
+        break;
+      }
+      written += static_cast<size_t>(n);
+      size_t advance = static_cast<size_t>(n);
+      while (next < iov_.size() && advance >= iov_[next].iov_len) {
+        advance -= iov_[next].iov_len;
+        ++next;
+      }
+      if (advance > 0) {
+        iov_[next].iov_base = static_cast<char*>(iov_[next].iov_base) + advance;
+        iov_[next].iov_len -= advance;
+      }
+    }
+    clear();
+    if (error == 0) return static_cast<ssize_t>(total);
+    if (written > 0) {
+      // O_APPEND left the offset at the end of what this batch wrote.
+      const off_t end = ::lseek(fd, 0, SEEK_CUR);
+      if (end >= static_cast<off_t>(written)) {
+        (void)!::ftruncate(fd, end - static_cast<off_t>(written));
+      }
+    }
+    return -error;
+  }
+
+  void clear() {
+    bytes_.clear();
+    segments_.clear();
+    runStart_ = 0;
+    records_ = 0;
+    contentBytes_ = 0;
+  }
+
+ private:
+  // A piece of the output: bytes_[offset, offset + length), or `length` bytes at `external`.
+  struct Segment {
+    const char* external;
+    size_t offset;
+    size_t length;
+  };
+
+  // Ends the run of copied bytes since the last referenced piece.
+  void closeRun() {
+    if (bytes_.size() > runStart_) {
+      segments_.push_back({nullptr, runStart_, bytes_.size() - runStart_});
+      runStart_ = bytes_.size();
+    }
+  }
+
+  std::string bytes_;
+  size_t runStart_ = 0;
+  std::vector<Segment> segments_;
+  std::vector<iovec> iov_;
+  uint64_t records_ = 0;
+  uint64_t contentBytes_ = 0;
+  bool haveStamp_ = false;
+  int64_t stampTimeNs_ = 0;
+  char stamp_[kLogTimestampBytes] = {};
+};
+
+std::unique_ptr<LogWriter> LogWriter::open(loop::Loop& loop, std::string path,
+                                           LogWriterOptions options, std::string& error) {
+  if (options.maxLineBytes == 0 || options.maxLineBytes > kMaxLineBytesLimit) {
+    error = "container log " + path + ": maxLineBytes must be 1 to " +
+            std::to_string(kMaxLineBytesLimit) + ", not " + std::to_string(options.maxLineBytes);
+    return nullptr;
+  }
+  int errorNumber = 0;
+  state::UniqueFd fd = openLogFile(path, error, errorNumber);
+  if (!fd.valid()) return nullptr;
+  return std::unique_ptr<LogWriter>(
+      new LogWriter(loop, std::move(path), std::move(options), std::move(fd)));
+}
+
+LogWriter::LogWriter(loop::Loop& loop, std::string path, LogWriterOptions options,
+                     state::UniqueFd fd)
+    : loop_(loop),
+      path_(std::move(path)),
+      options_(std::move(options)),
+      fd_(std::move(fd)),
+      flushTimer_(loop::Timer::create(loop, "container log partial-line flush")) {}
+
+LogWriter::~LogWriter() {
+  RecordBatch& batch = RecordBatch::forThisThread();
+  const int64_t nowNs = wallClockNs();
+  for (LogStream stream : {LogStream::kStdout, LogStream::kStderr}) {
+    if (!pending(stream).bytes.empty()) addRecord(batch, stream, true, {}, nowNs);
+  }
+  if (!batch.empty()) writeBatch(batch);
+}
+
+int64_t LogWriter::wallClockNs() const {
+  if (options_.clock) return options_.clock();
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+}
+
+void LogWriter::write(LogStream stream, std::string_view bytes) {
+  if (bytes.empty()) return;
+  stats_.bytesIn += bytes.size();
+  const int64_t nowNs = wallClockNs();
+  PendingLine& line = pending(stream);
+  RecordBatch& batch = RecordBatch::forThisThread();
+  while (!bytes.empty()) {
+    const size_t room = options_.maxLineBytes - line.bytes.size();
+    // A '\n' right after `room` bytes still ends a line of exactly maxLineBytes.
+    const size_t searched = std::min(bytes.size(), room + 1);
+    const auto* newline = static_cast<const char*>(std::memchr(bytes.data(), '\n', searched));
+    if (newline != nullptr) {
+      const size_t length = static_cast<size_t>(newline - bytes.data());
+      addRecord(batch, stream, false, bytes.substr(0, length), nowNs);
+      bytes.remove_prefix(length + 1);
+    } else if (bytes.size() <= room) {
+      if (line.bytes.empty()) startPending(line, nowNs);
+      line.bytes.append(bytes);
+      break;
+    } else {
+      // Longer than a record may be: a full-size chunk, and the line goes on.
+      addRecord(batch, stream, true, bytes.substr(0, room), nowNs);
+      bytes.remove_prefix(room);
+    }
+  }
+  if (options_.partialFlushMs == 0 && !line.bytes.empty()) {
+    addRecord(batch, stream, true, {}, nowNs);
+    releaseIdleMemory();  // no timer in this mode
+  }
+  if (!batch.empty()) writeBatch(batch);
+}
+
+void LogWriter::finish() {
+  RecordBatch& batch = RecordBatch::forThisThread();
+  const int64_t nowNs = wallClockNs();
+  for (LogStream stream : {LogStream::kStdout, LogStream::kStderr}) {
+    const PendingLine& line = pending(stream);
+    if (!line.bytes.empty() || line.continued) addRecord(batch, stream, false, {}, nowNs);
+  }
+  if (!batch.empty()) writeBatch(batch);
+  flushTimer_->stop();
+  releaseIdleMemory();
+}
+
+void LogWriter::releaseIdleMemory() {
+  for (PendingLine& line : pending_) {
+    if (line.bytes.empty() && line.bytes.capacity() > kKeptPendingCapacity) {
+      std::string().swap(line.bytes);
+    }
+  }
+}
+
+grpc::Status LogWriter::reopen() {
+  std::string error;
+  int errorNumber = 0;
+  state::UniqueFd fd = openLogFile(path_, error, errorNumber);
+  if (!fd.valid()) return grpc::Status(statusCodeForErrno(errorNumber), "re" + error);
+  // Every record so far was written synchronously to the old file; the next goes to this one.
+  fd_ = std::move(fd);
+  return grpc::Status::ok();
+}
+
+void LogWriter::addRecord(RecordBatch& batch, LogStream stream, bool partial, std::string_view tail,
+                          int64_t nowNs) {
+  PendingLine& line = pending(stream);
+  const int64_t timeNs = line.bytes.empty() ? nowNs : line.firstByteNs;
+  batch.appendHeader(timeNs, stream, partial);
+  // The pending bytes are copied: their buffer is reused before the batch is written.
+  batch.appendContent(line.bytes, /*mayReference=*/false);
+  batch.appendContent(tail, /*mayReference=*/true);
+  batch.endRecord();
+  line.bytes.clear();  // its capacity is kept while output flows (see releaseIdleMemory)
+  line.continued = partial;
+  if (batch.full()) writeBatch(batch);
+}
+
+void LogWriter::startPending(PendingLine& line, int64_t nowNs) {
+  line.firstByteNs = nowNs;
+  line.firstByteMs = loop_.nowMs();
+  if (options_.partialFlushMs > 0 && !flushTimer_->active()) {
+    flushTimer_->start(options_.partialFlushMs, 0, [this] { onFlushTimer(); });
+  }
+}
+
+void LogWriter::onFlushTimer() {
+  RecordBatch& batch = RecordBatch::forThisThread();
+  const uint64_t nowMs = loop_.nowMs();
+  const int64_t nowNs = wallClockNs();
+  uint64_t nextDueMs = UINT64_MAX;
+  for (LogStream stream : {LogStream::kStdout, LogStream::kStderr}) {
+    const PendingLine& line = pending(stream);
+    if (line.bytes.empty()) continue;
+    const uint64_t dueMs = line.firstByteMs + options_.partialFlushMs;
+    if (dueMs <= nowMs) {
+      addRecord(batch, stream, true, {}, nowNs);
+    } else {
+      nextDueMs = std::min(nextDueMs, dueMs);
+    }
+  }
+  if (!batch.empty()) writeBatch(batch);
+  // The timer runs whenever a line was left unfinished, so it also sees the buffers go idle.
+  releaseIdleMemory();
+  if (nextDueMs != UINT64_MAX) {
+    flushTimer_->start(nextDueMs - nowMs, 0, [this] { onFlushTimer(); });
+  }
+}
+
+void LogWriter::writeBatch(RecordBatch& batch) {
+  const uint64_t records = batch.records();
+  const uint64_t contentBytes = batch.contentBytes();
+  const ssize_t result = batch.writeTo(fd_.get());
+  if (result >= 0) {
+    if (failing_) {
+      spdlog::info("container log {}: writing again ({} failed write(s) so far)", path_,
+                   stats_.writeErrors);
+      failing_ = false;
+    }
+    stats_.recordsWritten += records;
+    stats_.bytesWritten += static_cast<uint64_t>(result);
+    return;
+  }
+  ++stats_.writeErrors;
+  stats_.bytesDropped += contentBytes;
+  stats_.lastError = "write " + path_ + ": " + std::strerror(static_cast<int>(-result));
+  if (!failing_) {
+    // Once per failing spell, not once per batch.
+    spdlog::warn("{}; output is dropped until a write succeeds", stats_.lastError);
+    failing_ = true;
+  }
+}
+
+}  // namespace monocri::logging
