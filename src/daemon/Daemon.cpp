@@ -38,7 +38,8 @@ std::string helperPath(const char* name) {
 
 }  // namespace
 
-Daemon::Daemon(Config config) : config_(std::move(config)), runtime_(config_.ociRuntime) {}
+Daemon::Daemon(Config config, int keeperFd)
+    : config_(std::move(config)), runtime_(config_.ociRuntime), keeperFd_(keeperFd) {}
 
 Daemon::~Daemon() = default;
 
@@ -82,6 +83,43 @@ int Daemon::run() {
     spdlog::critical("cannot open the state in {}: {}", config_.root, error);
     return 1;
   }
+  if (keeperFd_ >= 0) {
+    std::string linkError;
+    keeper_ = monitor::KeeperLink::adopt(loop_, keeperFd_, linkError);
+    if (!keeper_) {
+      spdlog::critical("cannot talk to the keeper: {}", linkError);
+      return 1;
+    }
+  }
+  exits_ = std::make_unique<monitor::ExitMonitor>(loop_, keeper_.get());
+  if (keeper_) {
+    keeper_->onExit([this](const monitor::KeeperLink::Exit& exit) {
+      exits_->deliver(exit.owner, monitor::ExitInfo{exit.pid, exit.waitStatus, exit.timeNs});
+    });
+    keeper_->onReady([this](std::vector<monitor::KeeperLink::HeldFd> held,
+                            std::vector<monitor::KeeperLink::Exit> pending) {
+      // Recovery of containers from a previous daemon is not written yet: say what is lost.
+      for (auto& fd : held) {
+        spdlog::warn("the keeper gave back a descriptor of {} that this daemon cannot use yet",
+                     fd.owner);
+        ::close(fd.fd);
+      }
+      for (const auto& exit : pending)
+        exits_->deliver(exit.owner, monitor::ExitInfo{exit.pid, exit.waitStatus, exit.timeNs});
+    });
+    keeper_->onLost([this] {
+      spdlog::critical("the keeper is gone: containers' exits can no longer be seen; stopping");
+      beginShutdown(SIGTERM);
+    });
+  }
+  runtimeClient_ =
+      std::make_unique<oci::OciRuntimeClient>(loop_, runtime_, config_.runRoot + "/runc");
+  pods::ContainerManagerOptions containerOptions;
+  containerOptions.stateRoot = config_.root;
+  containerOptions.runRoot = config_.runRoot;
+  containerOptions.host = oci::probeHostLimits();
+  containers_ = std::make_unique<pods::ContainerManager>(loop_, containerOptions, *pods_, *images_,
+                                                         *rootfs_, *runtimeClient_, *exits_);
   images_->setInUseCheck(
       [this](const oci::Digest& imageId) { return rootfs_->containersUsing(imageId); });
   cri_ = std::make_unique<cri::CriService>(
@@ -90,6 +128,7 @@ int Daemon::run() {
   health_ = std::make_unique<cri::HealthService>(server_);
   criImages_ = std::make_unique<cri::CriImageService>(server_, *images_);
   criPods_ = std::make_unique<cri::CriPodService>(server_, *pods_);
+  criContainers_ = std::make_unique<cri::CriContainerService>(server_, *containers_, *pods_);
 
   if (std::string error = server_.listen(socketPath, 0660); !error.empty()) {
     spdlog::critical("cannot serve the CRI: {}", error);

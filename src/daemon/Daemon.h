@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 
+#include "cri-bridge/CriContainerService.h"
 #include "cri-bridge/CriImageService.h"
 #include "cri-bridge/CriPodService.h"
 #include "cri-bridge/CriService.h"
@@ -13,17 +14,22 @@
 #include "loop/Loop.h"
 #include "loop/Signal.h"
 #include "loop/Timer.h"
+#include "monitor/ExitMonitor.h"
+#include "monitor/KeeperLink.h"
 #include "net/PodNetwork.h"
 #include "oci/OciRuntimeBinary.h"
 #include "oci/image/ContainerRootfs.h"
 #include "oci/image/ImageManager.h"
+#include "oci/runtime-client/OciRuntimeClient.h"
+#include "pods/ContainerManager.h"
 #include "pods/PodManager.h"
 
 namespace monocri::daemon {
 
 class Daemon {
  public:
-  explicit Daemon(Config config);
+  // `keeperFd`: the socket to the keeper this daemon runs under, or -1 (monocri --no-keeper).
+  Daemon(Config config, int keeperFd);
   ~Daemon();
 
   // Called every few seconds on the loop to hand freed memory back to the kernel.
@@ -46,6 +52,12 @@ class Daemon {
   std::unique_ptr<cri::CriImageService> criImages_;
   std::unique_ptr<pods::PodManager> pods_;
   std::unique_ptr<cri::CriPodService> criPods_;
+  int keeperFd_;
+  std::unique_ptr<monitor::KeeperLink> keeper_;
+  std::unique_ptr<monitor::ExitMonitor> exits_;
+  std::unique_ptr<oci::OciRuntimeClient> runtimeClient_;
+  std::unique_ptr<pods::ContainerManager> containers_;
+  std::unique_ptr<cri::CriContainerService> criContainers_;
   std::unique_ptr<cri::HealthService> health_;
   loop::HandlePtr<loop::Signal> sigterm_;
   loop::HandlePtr<loop::Signal> sigint_;

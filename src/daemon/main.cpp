@@ -10,6 +10,7 @@
 #include "daemon/Daemon.h"
 #include "daemon/DaemonLog.h"
 #include "daemon/Version.h"
+#include "monitor/keeper/Keeper.h"
 
 #ifdef MONOCRI_JEMALLOC
 #include <jemalloc/jemalloc.h>
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
   std::string configPath = monocri::daemon::kDefaultConfigPath;
   monocri::daemon::ConfigOverrides overrides;
   bool printConfig = false;
+  bool noKeeper = false;
   bool showVersion = false;
   auto* configOption =
       app.add_option("--config", configPath, "TOML configuration file (absent default = defaults)");
@@ -55,6 +57,9 @@ int main(int argc, char** argv) {
                  "[/etc/containers/registries.conf]");
   app.add_option("--pull-progress-timeout-ms", overrides.pullProgressTimeoutMs,
                  "A registry that sends nothing this long fails the pull [60000]");
+  app.add_flag("--no-keeper", noKeeper,
+               "Run without the keeper process: a crash of the daemon then loses containers' "
+               "exits and output (tests, debugging)");
   app.add_flag("--print-config", printConfig, "Print the effective configuration as TOML and exit");
   app.add_flag("--version", showVersion, "Print the version and exit");
   CLI11_PARSE(app, argc, argv);
@@ -77,11 +82,23 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  // `monocri` starts as the keeper, which re-executes this binary as the daemon (DESIGN.md, "a
+  // keeper under the loop"); the daemon finds the keeper's socket in its environment.
+  const int keeperFd = monocri::monitor::takeKeeperFd();
+  if (keeperFd < 0 && !noKeeper) {
+    monocri::monitor::KeeperOptions keeper;
+    keeper.daemonArgv.emplace_back("/proc/self/exe");
+    for (int i = 1; i < argc; ++i)
+      keeper.daemonArgv.emplace_back(argv[i]);
+    keeper.exitDir = config.runRoot + "/exits";
+    return monocri::monitor::runKeeper(keeper);
+  }
+
   monocri::daemon::setupDaemonLog(config.logLevel);
   // A client that disconnects must cost a write error, not the daemon.
   std::signal(SIGPIPE, SIG_IGN);
 
-  monocri::daemon::Daemon daemon(std::move(config));
+  monocri::daemon::Daemon daemon(std::move(config), keeperFd);
 #ifdef MONOCRI_JEMALLOC
   daemon.setMemoryReclaimer(reclaimFreedMemory);
 #endif

@@ -52,7 +52,7 @@ def children_of(pid):
 class Daemon:
     """One monocri process with its state in a temp dir."""
 
-    def __init__(self, workdir=None, args=(), config=None, listen=None):
+    def __init__(self, workdir=None, args=(), config=None, listen=None, keeper=False):
         self.dir = workdir or tempfile.mkdtemp(prefix="monocri-test-")
         self.root = os.path.join(self.dir, "root")
         self.run_root = os.path.join(self.dir, "run")
@@ -60,11 +60,16 @@ class Daemon:
         self.log_path = os.path.join(self.dir, "monocri.log")
         self.args = list(args)
         self.config = config
+        # Without the keeper the pid is the daemon's own (RSS, signals); the keeper's tests
+        # ask for it and reach the daemon as the keeper's child.
+        self.keeper = keeper
         self.proc = None
 
     def command(self):
         cmd = [MONOCRI, "--root", self.root, "--run-root", self.run_root, "--listen", self.socket,
                "--log-level", "debug"]
+        if not self.keeper:
+            cmd.append("--no-keeper")
         if self.config is not None:
             path = os.path.join(self.dir, "monocri.toml")
             with open(path, "w") as f:

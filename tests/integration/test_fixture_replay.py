@@ -35,9 +35,16 @@ IMPLEMENTED = {
     "/runtime.v1.RuntimeService/RunPodSandbox": api_pb2.RunPodSandboxResponse,
     "/runtime.v1.RuntimeService/StopPodSandbox": api_pb2.StopPodSandboxResponse,
     "/runtime.v1.RuntimeService/RemovePodSandbox": api_pb2.RemovePodSandboxResponse,
+    "/runtime.v1.RuntimeService/ListContainers": api_pb2.ListContainersResponse,
+    # Of containers this node never had: done, as the CRI asks of stop and remove.
+    "/runtime.v1.RuntimeService/StopContainer": api_pb2.StopContainerResponse,
+    "/runtime.v1.RuntimeService/RemoveContainer": api_pb2.RemoveContainerResponse,
 }
-# Implemented, but the request names a pod of the recorded node (CRI-O's ids): NOT_FOUND here.
-ABOUT_RECORDED_PODS = {"/runtime.v1.RuntimeService/PodSandboxStatus"}
+# Implemented, but the request names a pod or container of the recorded node: NOT_FOUND here.
+ABOUT_RECORDED_OBJECTS = {"/runtime.v1.RuntimeService/PodSandboxStatus",
+                          "/runtime.v1.RuntimeService/ContainerStatus",
+                          "/runtime.v1.RuntimeService/CreateContainer",
+                          "/runtime.v1.RuntimeService/StartContainer"}
 DEFAULT_WINDOW = 65535
 
 
@@ -191,7 +198,7 @@ def test_replay(daemon, path):
             if rpc.endswith("/Status"):
                 assert {c.type for c in message.status.conditions} == {"RuntimeReady",
                                                                       "NetworkReady"}
-        elif rpc in ABOUT_RECORDED_PODS:
+        elif rpc in ABOUT_RECORDED_OBJECTS:
             assert code == "5", f"{rpc}: {trailers}"
             assert "not found" in trailers["grpc-message"]
         else:

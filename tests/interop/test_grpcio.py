@@ -100,8 +100,8 @@ def test_unknown_method_is_unimplemented(channel, path):
 
 
 @pytest.mark.parametrize("path,request_", [
-    (RUNTIME + "CreateContainer", api_pb2.CreateContainerRequest()),
-    (RUNTIME + "ListContainers", api_pb2.ListContainersRequest()),
+    (RUNTIME + "Attach", api_pb2.AttachRequest()),
+    (RUNTIME + "PortForward", api_pb2.PortForwardRequest()),
     (RUNTIME + "ExecSync", api_pb2.ExecSyncRequest()),
     (RUNTIME + "ListContainerStats", api_pb2.ListContainerStatsRequest()),
 ])

@@ -1,0 +1,168 @@
+#include "cri-bridge/CriContainerService.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <memory>
+
+#include "api.pb.h"
+#include "pods/ContainerManager.h"
+#include "pods/PodManager.h"
+
+namespace monocri::cri {
+
+namespace v1 = runtime::v1;
+using grpc::Status;
+using grpc::StatusCode;
+using grpc::UnaryResponder;
+
+namespace {
+
+constexpr std::string_view kRuntimeService = "/runtime.v1.RuntimeService/";
+
+std::string path(std::string_view method) {
+  return std::string(kRuntimeService) + std::string(method);
+}
+
+v1::ContainerState criState(pods::ContainerState state) {
+  switch (state) {
+    case pods::ContainerState::kCreated:
+      return v1::CONTAINER_CREATED;
+    case pods::ContainerState::kRunning:
+      return v1::CONTAINER_RUNNING;
+    case pods::ContainerState::kExited:
+      return v1::CONTAINER_EXITED;
+    default:
+      return v1::CONTAINER_UNKNOWN;
+  }
+}
+
+Status needId(const std::string& id) {
+  return id.empty() ? Status(StatusCode::kInvalidArgument, "container_id is required")
+                    : Status::ok();
+}
+
+template <typename Response>
+std::shared_ptr<UnaryResponder<Response>> share(UnaryResponder<Response>& r) {
+  return std::make_shared<UnaryResponder<Response>>(std::move(r));
+}
+
+}  // namespace
+
+CriContainerService::CriContainerService(grpc::GrpcServer& server,
+                                         pods::ContainerManager& containers, pods::PodManager& pods)
+    : containers_(containers), pods_(pods) {
+  server.addUnary<v1::CreateContainerRequest, v1::CreateContainerResponse>(
+      path("CreateContainer"),
+      [this](v1::CreateContainerRequest&& request, UnaryResponder<v1::CreateContainerResponse> r) {
+        if (request.pod_sandbox_id().empty() || !request.has_config()) {
+          return r.fail(Status(StatusCode::kInvalidArgument,
+                               "CreateContainer needs a pod_sandbox_id and a config"));
+        }
+        auto responder = share(r);
+        containers_.create(request.pod_sandbox_id(), request.config(), request.sandbox_config(),
+                           [responder](Status status, const std::string& id) {
+                             if (!status.isOk()) return responder->fail(status);
+                             v1::CreateContainerResponse response;
+                             response.set_container_id(id);
+                             responder->finish(response);
+                           });
+      });
+
+  server.addUnary<v1::StartContainerRequest, v1::StartContainerResponse>(
+      path("StartContainer"),
+      [this](v1::StartContainerRequest&& request, UnaryResponder<v1::StartContainerResponse> r) {
+        if (Status s = needId(request.container_id()); !s.isOk()) return r.fail(s);
+        auto responder = share(r);
+        containers_.start(request.container_id(), [responder](Status status) {
+          if (!status.isOk()) return responder->fail(status);
+          responder->finish(v1::StartContainerResponse());
+        });
+      });
+
+  server.addUnary<v1::StopContainerRequest, v1::StopContainerResponse>(
+      path("StopContainer"),
+      [this](v1::StopContainerRequest&& request, UnaryResponder<v1::StopContainerResponse> r) {
+        if (Status s = needId(request.container_id()); !s.isOk()) return r.fail(s);
+        auto responder = share(r);
+        containers_.stop(request.container_id(), request.timeout(), [responder](Status status) {
+          if (!status.isOk()) return responder->fail(status);
+          responder->finish(v1::StopContainerResponse());
+        });
+      });
+
+  server.addUnary<v1::RemoveContainerRequest, v1::RemoveContainerResponse>(
+      path("RemoveContainer"),
+      [this](v1::RemoveContainerRequest&& request, UnaryResponder<v1::RemoveContainerResponse> r) {
+        if (Status s = needId(request.container_id()); !s.isOk()) return r.fail(s);
+        auto responder = share(r);
+        containers_.remove(request.container_id(), [responder](Status status) {
+          if (!status.isOk()) return responder->fail(status);
+          responder->finish(v1::RemoveContainerResponse());
+        });
+      });
+
+  server.addUnary<v1::ReopenContainerLogRequest, v1::ReopenContainerLogResponse>(
+      path("ReopenContainerLog"), [this](v1::ReopenContainerLogRequest&& request,
+                                         UnaryResponder<v1::ReopenContainerLogResponse> r) {
+        if (Status s = needId(request.container_id()); !s.isOk()) return r.fail(s);
+        if (Status s = containers_.reopenLog(request.container_id()); !s.isOk()) return r.fail(s);
+        r.finish(v1::ReopenContainerLogResponse());
+      });
+
+  server.addUnary<v1::ContainerStatusRequest, v1::ContainerStatusResponse>(
+      path("ContainerStatus"),
+      [this](v1::ContainerStatusRequest&& request, UnaryResponder<v1::ContainerStatusResponse> r) {
+        if (Status s = needId(request.container_id()); !s.isOk()) return r.fail(s);
+        const pods::Container* c = containers_.find(request.container_id());
+        if (c == nullptr) {
+          return r.fail(Status(StatusCode::kNotFound,
+                               fmt::format("container {} not found", request.container_id())));
+        }
+        v1::ContainerStatusResponse response;
+        auto* s = response.mutable_status();
+        s->set_id(c->id);
+        *s->mutable_metadata() = c->config.metadata();
+        s->set_state(criState(c->state));
+        s->set_created_at(c->createdAtNs);
+        s->set_started_at(c->startedAtNs);
+        s->set_finished_at(c->finishedAtNs);
+        s->set_exit_code(c->exitCode);
+        s->mutable_image()->set_image(c->image);
+        s->set_image_ref(c->imageRef);
+        s->set_image_id(c->imageId);
+        s->set_reason(c->reason);
+        s->set_message(c->message);
+        *s->mutable_labels() = c->config.labels();
+        *s->mutable_annotations() = c->config.annotations();
+        *s->mutable_mounts() = c->config.mounts();
+        s->set_log_path(c->logPath);
+        s->mutable_user()->mutable_linux()->set_uid(c->uid);
+        if (request.verbose()) {
+          (*response.mutable_info())["info"] = containers_.verboseInfo(*c).dump();
+        }
+        r.finish(response);
+      });
+
+  server.addUnary<v1::ListContainersRequest, v1::ListContainersResponse>(
+      path("ListContainers"),
+      [this](v1::ListContainersRequest&& request, UnaryResponder<v1::ListContainersResponse> r) {
+        v1::ListContainersResponse response;
+        for (const pods::Container* c : containers_.list(request.filter())) {
+          auto* item = response.add_containers();
+          item->set_id(c->id);
+          item->set_pod_sandbox_id(c->podId);
+          *item->mutable_metadata() = c->config.metadata();
+          item->mutable_image()->set_image(c->image);
+          item->set_image_ref(c->imageRef);
+          item->set_image_id(c->imageId);
+          item->set_state(criState(c->state));
+          item->set_created_at(c->createdAtNs);
+          *item->mutable_labels() = c->config.labels();
+          *item->mutable_annotations() = c->config.annotations();
+        }
+        r.finish(response);
+      });
+}
+
+}  // namespace monocri::cri

@@ -1,0 +1,627 @@
+#include "pods/ContainerManager.h"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "loop/WorkQueue.h"
+#include "state/StateFiles.h"
+
+namespace monocri::pods {
+
+namespace v1 = runtime::v1;
+using grpc::Status;
+using grpc::StatusCode;
+
+namespace {
+
+constexpr size_t kMaxImageConfigBytes = 8 << 20;
+// Keeper tags of a container's held descriptors.
+constexpr uint32_t kStdoutTag = 1;
+constexpr uint32_t kStderrTag = 2;
+
+int64_t nowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// "SIGTERM", "TERM" or "15" as images write StopSignal.
+int signalNumber(const std::string& name) {
+  static const std::map<std::string, int> kSignals = {
+      {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"KILL", SIGKILL},
+      {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"WINCH", SIGWINCH},
+      {"PWR", SIGPWR},   {"STOP", SIGSTOP}, {"CONT", SIGCONT}, {"ALRM", SIGALRM}};
+  std::string text = name;
+  if (text.starts_with("SIG")) text = text.substr(3);
+  if (auto it = kSignals.find(text); it != kSignals.end()) return it->second;
+  if (!text.empty() && text.size() < 3 &&
+      text.find_first_not_of("0123456789") == std::string::npos) {
+    const int number = std::stoi(text);
+    if (number >= 1 && number <= 64) return number;
+  }
+  return SIGTERM;
+}
+
+const char* stateName(ContainerState state) {
+  switch (state) {
+    case ContainerState::kCreating:
+      return "creating";
+    case ContainerState::kCreated:
+      return "created";
+    case ContainerState::kRunning:
+      return "running";
+    case ContainerState::kExited:
+      return "exited";
+  }
+  return "?";
+}
+
+v1::ContainerState criState(ContainerState state) {
+  switch (state) {
+    case ContainerState::kCreated:
+      return v1::CONTAINER_CREATED;
+    case ContainerState::kRunning:
+      return v1::CONTAINER_RUNNING;
+    case ContainerState::kExited:
+      return v1::CONTAINER_EXITED;
+    default:
+      return v1::CONTAINER_UNKNOWN;
+  }
+}
+
+}  // namespace
+
+std::string Container::key() const {
+  return fmt::format("{}/{}/{}", podId, config.metadata().name(), config.metadata().attempt());
+}
+
+Status checkContainerName(const std::string& name) {
+  if (name.empty()) {
+    return Status(StatusCode::kInvalidArgument, "container metadata: name is required");
+  }
+  if (name.find('/') != std::string::npos || name == "." || name == ".." ||
+      name.find('\0') != std::string::npos || name.size() > 253) {
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("container name '{}' may not hold '/', be '.' or '..', or exceed "
+                              "253 characters",
+                              name.substr(0, 100)));
+  }
+  return Status::ok();
+}
+
+Status containerLogPath(const std::string& logDirectory, const std::string& logPath,
+                        std::string& out) {
+  out.clear();
+  if (logPath.empty() || logDirectory.empty()) return Status::ok();  // no log asked
+  const std::filesystem::path relative(logPath);
+  bool escapes = relative.is_absolute();
+  for (const auto& part : relative)
+    if (part == "..") escapes = true;
+  if (escapes) {
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("log_path '{}' must stay inside the pod's log directory {}",
+                              logPath.substr(0, 200), logDirectory));
+  }
+  out = (std::filesystem::path(logDirectory) / relative).lexically_normal().string();
+  return Status::ok();
+}
+
+ContainerManager::ContainerManager(loop::Loop& loop, ContainerManagerOptions options,
+                                   PodManager& pods, oci::ImageManager& images,
+                                   oci::ContainerRootfs& rootfs, oci::OciRuntimeClient& runtime,
+                                   monitor::ExitMonitor& exits)
+    : loop_(loop),
+      options_(std::move(options)),
+      pods_(pods),
+      images_(images),
+      rootfs_(rootfs),
+      runtime_(runtime),
+      exits_(exits) {
+  pods_.stopContainersOf = [this](const std::string& podId, std::function<void(Status)> done) {
+    stopAllOf(podId, std::move(done));
+  };
+  pods_.removeContainersOf = [this](const std::string& podId, std::function<void(Status)> done) {
+    removeAllOf(podId, std::move(done));
+  };
+}
+
+ContainerManager::~ContainerManager() {
+  pods_.stopContainersOf = nullptr;
+  pods_.removeContainersOf = nullptr;
+}
+
+std::string ContainerManager::bundleDir(const std::string& id) const {
+  return options_.runRoot + "/containers/" + id;
+}
+std::string ContainerManager::stateDir(const std::string& id) const {
+  return options_.stateRoot + "/containers/" + id;
+}
+
+Status ContainerManager::persist(const Container& c) {
+  const std::string dir = stateDir(c.id);
+  if (std::string error = state::makeDirectories(dir, 0700); !error.empty()) {
+    return Status(StatusCode::kInternal, error);
+  }
+  std::string config;
+  c.config.SerializeToString(&config);
+  if (std::string error = state::writeFileAtomically(dir + "/config.pb", config, 0600);
+      !error.empty()) {
+    return Status(StatusCode::kInternal, error);
+  }
+  const nlohmann::json record = {{"id", c.id},
+                                 {"pod_id", c.podId},
+                                 {"image", c.image},
+                                 {"image_id", c.imageId},
+                                 {"image_ref", c.imageRef},
+                                 {"state", stateName(c.state)},
+                                 {"created_at", c.createdAtNs},
+                                 {"started_at", c.startedAtNs},
+                                 {"finished_at", c.finishedAtNs},
+                                 {"pid", c.pid},
+                                 {"exit_code", c.exitCode},
+                                 {"reason", c.reason},
+                                 {"message", c.message},
+                                 {"log_path", c.logPath},
+                                 {"stop_signal", c.stopSignal},
+                                 {"uid", c.uid},
+                                 {"username", c.username},
+                                 {"resources", c.resources}};
+  if (std::string error = state::writeFileAtomically(dir + "/container.json", record.dump(), 0600);
+      !error.empty()) {
+    return Status(StatusCode::kInternal, error);
+  }
+  return Status::ok();
+}
+
+void ContainerManager::create(const std::string& podId, const v1::ContainerConfig& config,
+                              const v1::PodSandboxConfig& /*podConfig*/, CreateDone done) {
+  // The pod's config as RunPodSandbox stored it is the one used, not kubelet's copy.
+  const PodSandbox* pod = pods_.find(podId);
+  if (pod == nullptr) {
+    return done(Status(StatusCode::kNotFound, fmt::format("pod sandbox {} not found", podId)), "");
+  }
+  if (pod->state != PodState::kReady) {
+    return done(Status(StatusCode::kFailedPrecondition,
+                       fmt::format("pod sandbox {} is not ready ({})", podId, pod->stopReason)),
+                "");
+  }
+  if (Status s = checkContainerName(config.metadata().name()); !s.isOk()) return done(s, "");
+  if (config.image().image().empty()) {
+    return done(Status(StatusCode::kInvalidArgument, "container config: image is required"), "");
+  }
+  std::string logPath;
+  if (Status s = containerLogPath(pod->config.log_directory(), config.log_path(), logPath);
+      !s.isOk()) {
+    return done(s, "");
+  }
+  if (config.tty() || config.stdin()) {
+    return done(Status(StatusCode::kUnimplemented,
+                       "tty and stdin containers are not supported by monocri yet"),
+                "");
+  }
+
+  auto container = std::make_unique<Container>();
+  container->podId = podId;
+  container->config = config;
+  const std::string key = container->key();
+  if (auto waiting = pendingCreates_.find(key); waiting != pendingCreates_.end()) {
+    waiting->second.push_back(std::move(done));
+    return;
+  }
+  for (const auto& [id, existing] : containers_) {
+    if (existing->key() == key) return done(Status::ok(), id);  // kubelet's retry
+  }
+  for (const auto& [id, existing] : containers_) {
+    if (existing->podId == podId &&
+        existing->config.metadata().name() == config.metadata().name() &&
+        existing->config.metadata().attempt() == config.metadata().attempt()) {
+      return done(
+          Status(StatusCode::kAlreadyExists,
+                 fmt::format("container name '{}' (attempt {}) is in use in pod {} by {}",
+                             config.metadata().name(), config.metadata().attempt(), podId, id)),
+          "");
+    }
+  }
+
+  const oci::ImageRecord* image = images_.resolve(config.image().image());
+  if (image == nullptr) {
+    return done(Status(StatusCode::kNotFound,
+                       fmt::format("image '{}' is not present on this node: pull it first",
+                                   config.image().image().substr(0, 300))),
+                "");
+  }
+  std::string imageConfigBytes;
+  nlohmann::json imageConfig = nlohmann::json::object();
+  if (std::string error =
+          images_.store().readBlob(image->id, kMaxImageConfigBytes, imageConfigBytes);
+      error.empty()) {
+    const auto document = nlohmann::json::parse(imageConfigBytes, nullptr, false);
+    if (document.is_object() && document.contains("config") && document["config"].is_object()) {
+      imageConfig = document["config"];
+    }
+  } else {
+    return done(Status(StatusCode::kInternal, error), "");
+  }
+
+  container->id = newPodOrContainerId();
+  container->image = config.image().image();
+  container->imageId = image->id.str();
+  container->imageRef = image->repoDigests.empty() ? image->id.str() : image->repoDigests.front();
+  container->createdAtNs = nowNs();
+  container->logPath = logPath;
+  const std::string id = container->id;
+  containers_[id] = std::move(container);
+  pendingCreates_[key].push_back(std::move(done));
+
+  // The spec needs the mounted rootfs (the image's /etc/passwd): rootfs first.
+  oci::PodSpecContext context;
+  context.podId = pod->id;
+  context.netnsPath = pod->netnsPath();
+  context.ipcnsPath = pod->ipcnsPath();
+  context.utsnsPath = pod->utsnsPath();
+  context.hostNetwork = pod->networkMode == v1::NODE;
+  context.hostIpc = pod->ipcMode == v1::NODE;
+  context.hostPid = pod->pidMode == v1::NODE;
+  context.pidnsPath = pod->pidMode == v1::POD ? pod->pidnsPath() : std::string();
+  context.hostname = pod->config.hostname();
+  context.hostnamePath = pod->hostnamePath();
+  context.hostsPath = pod->hostsPath();
+  context.resolvConfPath = pod->resolvConfPath();
+  context.shmPath = pod->shmPath();
+  context.cgroupParent = pod->config.linux().cgroup_parent();
+  // The container's own pid namespace mode may differ from the pod's (kubelet sends it).
+  const auto pidMode = config.linux().security_context().namespace_options().pid();
+  if (pidMode == v1::CONTAINER) context.pidnsPath.clear();
+
+  struct Job {
+    oci::ContainerSpecInputs inputs;
+    v1::ContainerConfig config;
+    v1::PodSandboxConfig podConfig;
+    oci::ContainerSpec spec;
+    Status status;
+    std::string bundle;
+  };
+  auto job = std::make_shared<Job>();
+  job->config = config;
+  job->podConfig = pod->config;
+  job->inputs.containerId = id;
+  job->inputs.imageConfig = imageConfig;
+  job->inputs.imageName = image->repoTags.empty() ? config.image().image() : image->repoTags[0];
+  job->inputs.imageRef = containers_[id]->imageRef;
+  job->inputs.pod = context;
+  job->inputs.host = options_.host;
+  job->inputs.defaultRlimits = options_.defaultRlimits;
+  job->inputs.seccompProfileRoot = options_.seccompProfileRoot;
+  job->bundle = bundleDir(id);
+
+  rootfs_.create(
+      id, image->id, [this, id, job, alive = lifetime_.watch()](Status status, std::string rootfs) {
+        if (alive.expired()) return;
+        if (!status.isOk()) return failCreate(id, status);
+        job->inputs.rootfsPath = rootfs;
+        job->inputs.config = &job->config;
+        job->inputs.podConfig = &job->podConfig;
+        loop::queueWork(
+            loop_, "container spec",
+            [job] {
+              job->status = oci::buildContainerSpec(job->inputs, job->spec);
+              if (!job->status.isOk()) return;
+              if (std::string error = state::makeDirectories(job->bundle, 0700); !error.empty()) {
+                job->status = Status(StatusCode::kInternal, error);
+                return;
+              }
+              if (std::string error = state::writeFileAtomically(job->bundle + "/config.json",
+                                                                 job->spec.config.dump(), 0600);
+                  !error.empty()) {
+                job->status = Status(StatusCode::kInternal, error);
+              }
+            },
+            [this, id, job, alive = lifetime_.watch()] {
+              if (alive.expired()) return;
+              auto it = containers_.find(id);
+              if (it == containers_.end()) return;
+              if (!job->status.isOk()) return failCreate(id, job->status);
+              Container& c = *it->second;
+              for (const auto& warning : job->spec.warnings)
+                spdlog::warn("container {}: {}", id, warning);
+              c.stopSignal = job->spec.stopSignal.empty() ? "SIGTERM" : job->spec.stopSignal;
+              c.uid = job->spec.uid;
+              c.username = job->spec.username;
+              if (job->spec.config.contains("linux") &&
+                  job->spec.config["linux"].contains("resources")) {
+                c.resources = job->spec.config["linux"]["resources"];
+              }
+
+              std::unique_ptr<logging::LogWriter> writer;
+              if (!c.logPath.empty()) {
+                std::string error;
+                std::filesystem::create_directories(std::filesystem::path(c.logPath).parent_path());
+                writer = logging::LogWriter::open(loop_, c.logPath, options_.log, error);
+                if (!writer) return failCreate(id, Status(StatusCode::kInternal, error));
+              }
+              std::string error;
+              c.io = monitor::ContainerIo::create(loop_, std::move(writer), error);
+              if (!c.io) return failCreate(id, Status(StatusCode::kInternal, error));
+
+              oci::RuntimeCreateOptions create;
+              create.id = id;
+              create.bundle = job->bundle;
+              create.pidFile = job->bundle + "/pid";
+              create.stdoutFd = c.io->stdoutWriteFd();
+              create.stderrFd = c.io->stderrWriteFd();
+              runtime_.create(
+                  create, [this, id, alive = lifetime_.watch()](Status status, pid_t pid) {
+                    if (alive.expired()) return;
+                    auto it = containers_.find(id);
+                    if (it == containers_.end()) return;
+                    if (!status.isOk()) return failCreate(id, status);
+                    Container& c = *it->second;
+                    c.pid = pid;
+                    c.io->closeContainerEnds();
+                    exits_.hold(id, kStdoutTag, c.io->stdoutReadFd());
+                    exits_.hold(id, kStderrTag, c.io->stderrReadFd());
+                    exits_.track(id, pid,
+                                 [this, id](const monitor::ExitInfo& exit) { exited(id, exit); });
+                    c.io->start([this, id] {
+                      auto it = containers_.find(id);
+                      if (it != containers_.end() && it->second->io && it->second->io->writer()) {
+                        it->second->io->writer()->finish();
+                      }
+                    });
+                    c.state = ContainerState::kCreated;
+                    if (Status s = persist(c); !s.isOk()) return failCreate(id, s);
+                    spdlog::info("container {} ({}) created in pod {}", id,
+                                 c.config.metadata().name(), c.podId);
+                    finishCreate(c.key(), Status::ok(), id);
+                  });
+            });
+      });
+}
+
+void ContainerManager::failCreate(const std::string& id, Status status) {
+  auto it = containers_.find(id);
+  if (it == containers_.end()) return;
+  const std::string key = it->second->key();
+  spdlog::warn("container {}: create failed: {}", id, status.message());
+  it->second->io.reset();
+  containers_.erase(it);
+  exits_.release(id);
+  // Nothing half-made stays: the runtime's container (if any), the rootfs, the dirs.
+  runtime_.remove(id, true, [this, id, key, status, alive = lifetime_.watch()](Status) {
+    if (alive.expired()) return;
+    rootfs_.remove(id, [this, id, key, status, alive = lifetime_.watch()](Status) {
+      if (alive.expired()) return;
+      state::removeTree(bundleDir(id));
+      state::removeTree(stateDir(id));
+      finishCreate(key, status, "");
+    });
+  });
+}
+
+void ContainerManager::finishCreate(const std::string& key, Status status, const std::string& id) {
+  auto it = pendingCreates_.find(key);
+  if (it == pendingCreates_.end()) return;
+  auto waiters = std::move(it->second);
+  pendingCreates_.erase(it);
+  for (auto& waiter : waiters)
+    waiter(status, id);
+}
+
+void ContainerManager::start(const std::string& id, std::function<void(Status)> done) {
+  auto it = containers_.find(id);
+  if (it == containers_.end() || it->second->state == ContainerState::kCreating) {
+    return done(Status(StatusCode::kNotFound, fmt::format("container {} not found", id)));
+  }
+  Container& c = *it->second;
+  if (c.state != ContainerState::kCreated) {
+    return done(Status(StatusCode::kFailedPrecondition,
+                       fmt::format("container {} is {}, not created", id, stateName(c.state))));
+  }
+  runtime_.start(id, [this, id, done = std::move(done), alive = lifetime_.watch()](Status status) {
+    if (alive.expired()) return;
+    auto it = containers_.find(id);
+    if (it == containers_.end()) return done(Status(StatusCode::kNotFound, "container removed"));
+    if (!status.isOk()) return done(status);
+    Container& c = *it->second;
+    if (c.state == ContainerState::kCreated) {
+      c.state = ContainerState::kRunning;
+      c.startedAtNs = nowNs();
+      if (Status s = persist(c); !s.isOk()) return done(s);
+    }
+    spdlog::info("container {} started", id);
+    done(Status::ok());
+  });
+}
+
+void ContainerManager::exited(const std::string& id, const monitor::ExitInfo& exit) {
+  auto it = containers_.find(id);
+  if (it == containers_.end()) {
+    exits_.acknowledge(id, exit.pid);
+    return;
+  }
+  Container& c = *it->second;
+  if (c.startedAtNs == 0) c.startedAtNs = exit.timeNs;  // ran without StartContainer's answer
+  c.state = ContainerState::kExited;
+  c.finishedAtNs = exit.timeNs;
+  c.exitCode = exit.exitCode();
+  c.reason = c.exitCode == 0 ? "Completed" : "Error";
+  c.killTimer.reset();
+  if (Status s = persist(c); !s.isOk()) {
+    spdlog::error("container {}: cannot record its exit: {}", id, s.message());
+  } else {
+    exits_.acknowledge(id, exit.pid);
+  }
+  spdlog::info("container {} exited with code {}", id, c.exitCode);
+  answerStops(c, Status::ok());
+}
+
+void ContainerManager::answerStops(Container& c, Status status) {
+  auto waiters = std::move(c.stopWaiters);
+  c.stopWaiters.clear();
+  for (auto& waiter : waiters)
+    waiter(status);
+}
+
+void ContainerManager::stop(const std::string& id, int64_t timeoutSeconds,
+                            std::function<void(Status)> done) {
+  auto it = containers_.find(id);
+  if (it == containers_.end()) return done(Status::ok());  // gone: stopped, as the CRI asks
+  Container& c = *it->second;
+  if (c.state == ContainerState::kExited || c.state == ContainerState::kCreating) {
+    return done(Status::ok());
+  }
+  c.stopWaiters.push_back(std::move(done));
+  if (c.stopWaiters.size() > 1) {
+    // A stop is under way; a shorter timeout still applies.
+    if (timeoutSeconds <= 0) runtime_.kill(id, SIGKILL, true, [](Status) {});
+    return;
+  }
+  auto kill = [this, id] {
+    runtime_.kill(id, SIGKILL, true, [this, id](Status status) {
+      if (!status.isOk() && status.code() != StatusCode::kNotFound) {
+        auto it = containers_.find(id);
+        if (it != containers_.end()) answerStops(*it->second, status);
+      }
+    });
+  };
+  if (timeoutSeconds <= 0) return kill();
+  runtime_.kill(id, signalNumber(c.stopSignal), false,
+                [this, id, timeoutSeconds, kill, alive = lifetime_.watch()](Status) {
+                  if (alive.expired()) return;
+                  auto it = containers_.find(id);
+                  if (it == containers_.end() || it->second->state == ContainerState::kExited) {
+                    return;
+                  }
+                  it->second->killTimer = loop::Timer::create(loop_, "container stop timeout");
+                  it->second->killTimer->start(static_cast<uint64_t>(timeoutSeconds) * 1000, 0,
+                                               kill);
+                });
+}
+
+void ContainerManager::remove(const std::string& id, std::function<void(Status)> done) {
+  auto it = containers_.find(id);
+  if (it == containers_.end() || it->second->state == ContainerState::kCreating) {
+    return done(Status::ok());
+  }
+  stop(id, 0, [this, id, done = std::move(done), alive = lifetime_.watch()](Status status) {
+    if (alive.expired()) return;
+    if (!status.isOk()) return done(status);
+    runtime_.remove(id, true, [this, id, done, alive = lifetime_.watch()](Status status) {
+      if (alive.expired()) return;
+      if (!status.isOk()) return done(status);
+      rootfs_.remove(id, [this, id, done, alive = lifetime_.watch()](Status status) {
+        if (alive.expired()) return;
+        if (!status.isOk()) return done(status);
+        exits_.release(id);
+        state::removeTree(bundleDir(id));
+        state::removeTree(stateDir(id));
+        containers_.erase(id);
+        spdlog::info("container {} removed", id);
+        done(Status::ok());
+      });
+    });
+  });
+}
+
+Status ContainerManager::reopenLog(const std::string& id) {
+  const Container* c = find(id);
+  if (c == nullptr) return Status(StatusCode::kNotFound, fmt::format("container {} not found", id));
+  if (c->state != ContainerState::kRunning) {
+    return Status(StatusCode::kFailedPrecondition, fmt::format("container {} is not running", id));
+  }
+  if (!c->io || !c->io->writer()) return Status::ok();
+  return c->io->writer()->reopen();
+}
+
+const Container* ContainerManager::find(const std::string& id) const {
+  auto it = containers_.find(id);
+  return it == containers_.end() || it->second->state == ContainerState::kCreating
+             ? nullptr
+             : it->second.get();
+}
+
+std::vector<const Container*> ContainerManager::list(const v1::ContainerFilter& filter) const {
+  std::vector<const Container*> out;
+  for (const auto& [id, c] : containers_) {
+    if (c->state == ContainerState::kCreating) continue;
+    if (!filter.id().empty() && !id.starts_with(filter.id())) continue;
+    if (!filter.pod_sandbox_id().empty() && !c->podId.starts_with(filter.pod_sandbox_id())) {
+      continue;
+    }
+    if (filter.has_state() && filter.state().state() != criState(c->state)) continue;
+    bool match = true;
+    for (const auto& [label, value] : filter.label_selector()) {
+      auto found = c->config.labels().find(label);
+      if (found == c->config.labels().end() || found->second != value) match = false;
+    }
+    if (match) out.push_back(c.get());
+  }
+  return out;
+}
+
+std::vector<const Container*> ContainerManager::ofPod(const std::string& podId) const {
+  std::vector<const Container*> out;
+  for (const auto& [id, c] : containers_)
+    if (c->podId == podId) out.push_back(c.get());
+  return out;
+}
+
+nlohmann::json ContainerManager::verboseInfo(const Container& c) const {
+  nlohmann::json info = {{"id", c.id},
+                         {"sandboxID", c.podId},
+                         {"pid", c.pid},
+                         {"state", stateName(c.state)},
+                         {"bundle", bundleDir(c.id)},
+                         {"rootfs", rootfs_.rootfsPath(c.id)},
+                         {"stopSignal", c.stopSignal},
+                         {"runtimeSpec", bundleDir(c.id) + "/config.json"}};
+  if (c.io && c.io->writer()) {
+    const auto& stats = c.io->writer()->stats();
+    info["log"] = {{"path", c.logPath},
+                   {"bytesIn", stats.bytesIn},
+                   {"recordsWritten", stats.recordsWritten},
+                   {"writeErrors", stats.writeErrors},
+                   {"bytesDropped", stats.bytesDropped},
+                   {"lastError", stats.lastError}};
+  }
+  return info;
+}
+
+void ContainerManager::stopAllOf(const std::string& podId, std::function<void(Status)> done) {
+  std::vector<std::string> ids;
+  for (const auto* c : ofPod(podId))
+    if (c->state == ContainerState::kCreated || c->state == ContainerState::kRunning) {
+      ids.push_back(c->id);
+    }
+  if (ids.empty()) return done(Status::ok());
+  auto remaining = std::make_shared<size_t>(ids.size());
+  auto firstError = std::make_shared<Status>();
+  for (const auto& id : ids) {
+    stop(id, 0, [remaining, firstError, done](Status status) {
+      if (!status.isOk() && firstError->isOk()) *firstError = status;
+      if (--*remaining == 0) done(*firstError);
+    });
+  }
+}
+
+void ContainerManager::removeAllOf(const std::string& podId, std::function<void(Status)> done) {
+  std::vector<std::string> ids;
+  for (const auto* c : ofPod(podId))
+    ids.push_back(c->id);
+  if (ids.empty()) return done(Status::ok());
+  auto remaining = std::make_shared<size_t>(ids.size());
+  auto firstError = std::make_shared<Status>();
+  for (const auto& id : ids) {
+    remove(id, [remaining, firstError, done](Status status) {
+      if (!status.isOk() && firstError->isOk()) *firstError = status;
+      if (--*remaining == 0) done(*firstError);
+    });
+  }
+}
+
+}  // namespace monocri::pods

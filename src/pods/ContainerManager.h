@@ -1,0 +1,120 @@
+// Containers of pods: created through the OCI runtime from kubelet's config, started, stopped,
+// removed, reported. Their output goes through monitor::ContainerIo to the CRI log, their exits
+// come from the monitor. State persists under <root>/containers/<id>/ (container.json,
+// config.pb); the bundle (config.json) is under <run_root>/containers/<id>/.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "api.pb.h"
+#include "cri-bridge/grpc/GrpcStatus.h"
+#include "loop/Loop.h"
+#include "loop/Timer.h"
+#include "monitor/ContainerIo.h"
+#include "monitor/ExitMonitor.h"
+#include "oci/image/ContainerRootfs.h"
+#include "oci/image/ImageManager.h"
+#include "oci/runtime-client/OciRuntimeClient.h"
+#include "oci/spec/ContainerSpec.h"
+#include "pods/PodManager.h"
+
+namespace monocri::pods {
+
+enum class ContainerState { kCreating, kCreated, kRunning, kExited };
+
+struct Container {
+  std::string id, podId;
+  runtime::v1::ContainerConfig config;
+  std::string image;     // as kubelet named it (config.image.image)
+  std::string imageId;   // sha256:... of the image config
+  std::string imageRef;  // a repo digest if the image has one, else the id
+  ContainerState state = ContainerState::kCreating;
+  int64_t createdAtNs = 0, startedAtNs = 0, finishedAtNs = 0;
+  pid_t pid = 0;
+  int exitCode = 0;
+  std::string reason, message;
+  std::string logPath;
+  std::string stopSignal = "SIGTERM";
+  uint32_t uid = 0;
+  std::string username;
+  nlohmann::json resources;  // the spec's linux.resources, for status
+
+  // Live parts.
+  std::unique_ptr<monitor::ContainerIo> io;
+  std::vector<std::function<void(grpc::Status)>> stopWaiters;  // StopContainer calls waiting
+  loop::HandlePtr<loop::Timer> killTimer;                      // SIGKILL after the timeout
+
+  std::string key() const;  // pod/name/attempt: a CreateContainer retry is the same container
+};
+
+struct ContainerManagerOptions {
+  std::string stateRoot, runRoot;
+  logging::LogWriterOptions log;
+  oci::HostLimits host;
+  std::vector<std::pair<int, std::pair<uint64_t, uint64_t>>> defaultRlimits;
+  std::string seccompProfileRoot;
+};
+
+class ContainerManager {
+ public:
+  ContainerManager(loop::Loop& loop, ContainerManagerOptions options, PodManager& pods,
+                   oci::ImageManager& images, oci::ContainerRootfs& rootfs,
+                   oci::OciRuntimeClient& runtime, monitor::ExitMonitor& exits);
+  ~ContainerManager();
+
+  using CreateDone = std::function<void(grpc::Status, const std::string& id)>;
+  void create(const std::string& podId, const runtime::v1::ContainerConfig& config,
+              const runtime::v1::PodSandboxConfig& podConfig, CreateDone done);
+  void start(const std::string& id, std::function<void(grpc::Status)> done);
+  // Signal (the image's StopSignal, else SIGTERM), then SIGKILL after `timeoutSeconds`; answers
+  // once the container has exited. Stopping what is not running, or is gone, is success.
+  void stop(const std::string& id, int64_t timeoutSeconds, std::function<void(grpc::Status)> done);
+  void remove(const std::string& id, std::function<void(grpc::Status)> done);
+  grpc::Status reopenLog(const std::string& id);
+
+  const Container* find(const std::string& id) const;
+  std::vector<const Container*> list(const runtime::v1::ContainerFilter& filter) const;
+  std::vector<const Container*> ofPod(const std::string& podId) const;
+  nlohmann::json verboseInfo(const Container& container) const;
+
+  // For the pod manager: every container of a pod stopped (or removed).
+  void stopAllOf(const std::string& podId, std::function<void(grpc::Status)> done);
+  void removeAllOf(const std::string& podId, std::function<void(grpc::Status)> done);
+
+ private:
+  void finishCreate(const std::string& key, grpc::Status status, const std::string& id);
+  void failCreate(const std::string& id, grpc::Status status);
+  void exited(const std::string& id, const monitor::ExitInfo& exit);
+  grpc::Status persist(const Container& container);
+  void answerStops(Container& container, grpc::Status status);
+  std::string bundleDir(const std::string& id) const;
+  std::string stateDir(const std::string& id) const;
+
+  loop::Loop& loop_;
+  ContainerManagerOptions options_;
+  PodManager& pods_;
+  oci::ImageManager& images_;
+  oci::ContainerRootfs& rootfs_;
+  oci::OciRuntimeClient& runtime_;
+  monitor::ExitMonitor& exits_;
+  std::map<std::string, std::unique_ptr<Container>> containers_;
+  std::map<std::string, std::vector<CreateDone>> pendingCreates_;  // by key
+  loop::LifetimeGuard lifetime_;
+};
+
+// A container name kubelet may send: not empty, no path separators, no "." or "..".
+grpc::Status checkContainerName(const std::string& name);
+// The log file inside the pod's log directory; an escape from it is an error.
+grpc::Status containerLogPath(const std::string& logDirectory, const std::string& logPath,
+                              std::string& out);
+
+}  // namespace monocri::pods

@@ -1,0 +1,271 @@
+"""Containers through the CRI: real runc containers from a busybox image pulled from the test
+registry, each test asserting what the container saw or wrote (its CRI log) and what runc and
+the node hold afterwards."""
+import json
+import os
+import re
+import sys
+import time
+
+import grpc
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tools/testimage"))
+
+import testimage as ti  # noqa: E402
+from monocri_harness import Daemon, api_pb2, assert_serving, unary  # noqa: E402
+from registry import Registry  # noqa: E402
+
+RUNTIME = "/runtime.v1.RuntimeService/"
+IMAGE = "/runtime.v1.ImageService/"
+RECORD = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z) (stdout|stderr) ([PF]) (.*)$")
+
+
+@pytest.fixture(scope="module")
+def registry():
+    with Registry() as r:
+        ti.push(ti.busybox_image(), r.address, "test/busybox", "1")
+        yield r
+
+
+@pytest.fixture
+def daemon(tmp_path, registry):
+    conf = tmp_path / "registries.conf"
+    conf.write_text(f'[[registry]]\nlocation = "{registry.address}"\ninsecure = true\n')
+    d = Daemon(str(tmp_path / "d"), args=["--registries-conf", str(conf)]).start()
+    d.image = f"{registry.address}/test/busybox:1"
+    with d.channel() as channel:
+        unary(channel, IMAGE + "PullImage",
+              api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=d.image)),
+              api_pb2.PullImageResponse, timeout=120)
+    d.cgroup_parent = f"monocri-test-{os.getpid()}"  # relative: under this test's own cgroups
+    yield d
+    with d.channel() as channel:
+        pods = unary(channel, RUNTIME + "ListPodSandbox", api_pb2.ListPodSandboxRequest(),
+                     api_pb2.ListPodSandboxResponse).items
+        for pod in pods:
+            unary(channel, RUNTIME + "RemovePodSandbox",
+                  api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod.id),
+                  api_pb2.RemovePodSandboxResponse, timeout=60)
+    code = d.stop()
+    assert code == 0, d.log()
+    runc_root = os.path.join(d.run_root, "runc")
+    assert not os.path.isdir(runc_root) or os.listdir(runc_root) == [], "runc state left"
+    for hierarchy in ("memory", "pids", "cpu"):
+        leftover = f"/sys/fs/cgroup/{hierarchy}{own_cgroup(hierarchy)}/{d.cgroup_parent}"
+        if os.path.isdir(leftover):
+            assert [e for e in os.listdir(leftover) if e.startswith("monocri-")] == [], leftover
+            os.rmdir(leftover)
+
+
+def own_cgroup(controller):
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if controller in controllers.split(","):
+                return path.rstrip("/")
+    return ""
+
+
+def call(daemon, method, request, response_cls, timeout=60):
+    with daemon.channel() as channel:
+        return unary(channel, RUNTIME + method, request, response_cls, timeout=timeout)
+
+
+def make_pod(daemon, tmp_path, name="pod", pid=api_pb2.CONTAINER):
+    """A pod as kubelet asks for one by default: containers get their own pid namespace."""
+    config = api_pb2.PodSandboxConfig(
+        metadata=api_pb2.PodSandboxMetadata(name=name, namespace="default", uid=f"uid-{name}"),
+        hostname=name, log_directory=str(tmp_path / "logs" / name),
+        linux=api_pb2.LinuxPodSandboxConfig(
+            cgroup_parent=daemon.cgroup_parent,
+            security_context=api_pb2.LinuxSandboxSecurityContext(
+                namespace_options=api_pb2.NamespaceOption(pid=pid))))
+    pod_id = call(daemon, "RunPodSandbox", api_pb2.RunPodSandboxRequest(config=config),
+                  api_pb2.RunPodSandboxResponse).pod_sandbox_id
+    return pod_id, config
+
+
+def create(daemon, pod, name, command, **fields):
+    pod_id, pod_config = pod
+    if "linux" not in fields:
+        fields["linux"] = api_pb2.LinuxContainerConfig(
+            security_context=api_pb2.LinuxContainerSecurityContext(
+                namespace_options=pod_config.linux.security_context.namespace_options))
+    config = api_pb2.ContainerConfig(
+        metadata=api_pb2.ContainerMetadata(name=name),
+        image=api_pb2.ImageSpec(image=fields.pop("image", daemon.image)),
+        command=command, log_path=fields.pop("log_path", f"{name}/0.log"), **fields)
+    return call(daemon, "CreateContainer",
+                api_pb2.CreateContainerRequest(pod_sandbox_id=pod_id, config=config,
+                                               sandbox_config=pod_config),
+                api_pb2.CreateContainerResponse).container_id
+
+
+def start(daemon, container_id):
+    call(daemon, "StartContainer", api_pb2.StartContainerRequest(container_id=container_id),
+         api_pb2.StartContainerResponse)
+
+
+def status(daemon, container_id, verbose=False):
+    return call(daemon, "ContainerStatus",
+                api_pb2.ContainerStatusRequest(container_id=container_id, verbose=verbose),
+                api_pb2.ContainerStatusResponse)
+
+
+def wait_exited(daemon, container_id, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = status(daemon, container_id).status
+        if s.state == api_pb2.CONTAINER_EXITED:
+            return s
+        time.sleep(0.05)
+    pytest.fail(f"container {container_id} did not exit:\n{daemon.log()[-3000:]}")
+
+
+def log_records(path, settle=2.0):
+    """The CRI log's records once the file stops growing (the writer finishes after the exit)."""
+    deadline = time.monotonic() + settle
+    last = None
+    while time.monotonic() < deadline:
+        size = os.path.getsize(path) if os.path.exists(path) else -1
+        if size == last and size > 0:
+            break
+        last = size
+        time.sleep(0.1)
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    assert lines[-1] == b"", "the file ends with a whole record"
+    records = []
+    for line in lines[:-1]:
+        match = RECORD.match(line)
+        assert match, line
+        records.append((match.group(2).decode(), match.group(3).decode(), match.group(4)))
+    return records
+
+
+def run_to_exit(daemon, tmp_path, command, name="c", **fields):
+    pod = make_pod(daemon, tmp_path, name=f"pod-{name}")
+    container_id = create(daemon, pod, name, command, **fields)
+    start(daemon, container_id)
+    s = wait_exited(daemon, container_id)
+    path = os.path.join(pod[1].log_directory, f"{name}/0.log")
+    return container_id, s, log_records(path)
+
+
+def test_a_container_runs_and_its_output_and_exit_code_are_recorded(daemon, tmp_path):
+    container_id, s, records = run_to_exit(
+        daemon, tmp_path, ["sh", "-c", "echo hello; echo oops >&2; printf partial; exit 3"])
+    assert s.exit_code == 3 and s.reason == "Error"
+    assert ("stdout", "F", b"hello") in records
+    assert ("stderr", "F", b"oops") in records
+    assert ("stdout", "F", b"partial") in records, "a last line without newline ends as F"
+    assert s.started_at >= s.created_at > 0 and s.finished_at >= s.started_at
+    assert s.image.image == daemon.image and s.image_id.startswith("sha256:")
+    assert s.log_path.endswith("c/0.log")
+
+
+def test_what_the_container_sees(daemon, tmp_path):
+    _, s, records = run_to_exit(
+        daemon, tmp_path,
+        ["sh", "-c", "echo env=$GREETING; pwd; hostname; id -u; id -g; cat /etc/resolv.conf"],
+        envs=[api_pb2.KeyValue(key="GREETING", value=b"hi there")], working_dir="/tmp",
+        linux=api_pb2.LinuxContainerConfig(security_context=api_pb2.LinuxContainerSecurityContext(
+            run_as_user=api_pb2.Int64Value(value=1000),
+            run_as_group=api_pb2.Int64Value(value=1000),
+            namespace_options=api_pb2.NamespaceOption(pid=api_pb2.CONTAINER))))
+    out = [content.decode() for stream, _, content in records if stream == "stdout"]
+    assert s.exit_code == 0 and s.reason == "Completed", records
+    assert out[:5] == ["env=hi there", "/tmp", "pod-c", "1000", "1000"], out
+    assert s.user.linux.uid == 1000
+
+
+def test_stop_sends_the_signal_then_kills(daemon, tmp_path):
+    pod = make_pod(daemon, tmp_path)
+    # pid 1 ignores SIGTERM unless it handles it: the stop must end in SIGKILL.
+    container_id = create(daemon, pod, "sleeper", ["sleep", "300"])
+    start(daemon, container_id)
+    assert status(daemon, container_id).status.state == api_pb2.CONTAINER_RUNNING
+    begin = time.monotonic()
+    call(daemon, "StopContainer", api_pb2.StopContainerRequest(container_id=container_id,
+                                                              timeout=1),
+         api_pb2.StopContainerResponse)
+    took = time.monotonic() - begin
+    s = status(daemon, container_id).status
+    assert s.state == api_pb2.CONTAINER_EXITED and s.exit_code == 137, s
+    assert 0.9 < took < 10, took
+    # A container that handles SIGTERM stops at once with its own code.
+    trapper = create(daemon, pod, "trapper",
+                     ["sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done"])
+    start(daemon, trapper)
+    time.sleep(0.5)
+    begin = time.monotonic()
+    call(daemon, "StopContainer", api_pb2.StopContainerRequest(container_id=trapper, timeout=30),
+         api_pb2.StopContainerResponse)
+    assert time.monotonic() - begin < 5
+    assert status(daemon, trapper).status.exit_code == 42
+    # Stop and remove of what is stopped or gone succeed.
+    call(daemon, "StopContainer", api_pb2.StopContainerRequest(container_id=trapper),
+         api_pb2.StopContainerResponse)
+    for cid in (container_id, trapper, trapper):
+        call(daemon, "RemoveContainer", api_pb2.RemoveContainerRequest(container_id=cid),
+             api_pb2.RemoveContainerResponse)
+    with pytest.raises(grpc.RpcError) as error:
+        status(daemon, trapper)
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_list_filters_and_retries(daemon, tmp_path):
+    pod = make_pod(daemon, tmp_path)
+    a = create(daemon, pod, "a", ["sleep", "300"], labels={"tier": "web"})
+    assert create(daemon, pod, "a", ["sleep", "300"], labels={"tier": "web"}) == a, \
+        "kubelet's retry of CreateContainer gets the same container"
+    b = create(daemon, pod, "b", ["true"])
+    start(daemon, a)
+    listed = lambda **f: sorted(c.id for c in call(  # noqa: E731
+        daemon, "ListContainers",
+        api_pb2.ListContainersRequest(filter=api_pb2.ContainerFilter(**f)),
+        api_pb2.ListContainersResponse).containers)
+    assert listed() == sorted([a, b])
+    assert listed(id=a[:10]) == [a]
+    assert listed(pod_sandbox_id=pod[0]) == sorted([a, b])
+    assert listed(label_selector={"tier": "web"}) == [a]
+    assert listed(state=api_pb2.ContainerStateValue(state=api_pb2.CONTAINER_RUNNING)) == [a]
+    assert listed(state=api_pb2.ContainerStateValue(state=api_pb2.CONTAINER_CREATED)) == [b]
+    # Removing the pod stops and removes its containers.
+    call(daemon, "RemovePodSandbox", api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod[0]),
+         api_pb2.RemovePodSandboxResponse)
+    assert listed() == []
+
+
+@pytest.mark.parametrize("fields,code,words", [
+    ({"name": "a/b"}, grpc.StatusCode.INVALID_ARGUMENT, "may not hold '/'"),
+    ({"name": ".."}, grpc.StatusCode.INVALID_ARGUMENT, "'..'"),
+    ({"log_path": "../../escape.log"}, grpc.StatusCode.INVALID_ARGUMENT, "inside the pod's log"),
+    ({"image": "127.0.0.1:1/not/pulled:1"}, grpc.StatusCode.NOT_FOUND, "pull it first"),
+], ids=["slash", "dotdot", "log-escape", "not-pulled"])
+def test_bad_container_configs(daemon, tmp_path, fields, code, words):
+    pod = make_pod(daemon, tmp_path)
+    name = fields.pop("name", "bad")
+    with pytest.raises(grpc.RpcError) as error:
+        create(daemon, pod, name, ["true"], **fields)
+    assert error.value.code() == code, error.value.details()
+    assert words in error.value.details()
+    assert len(call(daemon, "ListContainers", api_pb2.ListContainersRequest(),
+                    api_pb2.ListContainersResponse).containers) == 0
+    runc_root = os.path.join(daemon.run_root, "runc")
+    assert not os.path.isdir(runc_root) or os.listdir(runc_root) == []
+    assert_serving(daemon)
+
+
+def test_containers_of_a_pod_share_its_pid_namespace(daemon, tmp_path):
+    pod = make_pod(daemon, tmp_path, name="shared", pid=api_pb2.POD)
+    first = create(daemon, pod, "first", ["sleep", "300"])
+    start(daemon, first)
+    second = create(daemon, pod, "second", ["sh", "-c", "ps -o pid,comm; ls -l /proc/1/exe"])
+    start(daemon, second)
+    wait_exited(daemon, second)
+    records = log_records(os.path.join(pod[1].log_directory, "second/0.log"))
+    out = b"\n".join(content for _, _, content in records)
+    assert b"sleep" in out, out  # the other container's process is visible
+    assert b"monocri-pod-init" in out or b"monocri-pod-ini" in out, out  # pid 1 is the pod's init
