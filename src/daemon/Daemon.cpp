@@ -98,12 +98,10 @@ int Daemon::run() {
     });
     keeper_->onReady([this](std::vector<monitor::KeeperLink::HeldFd> held,
                             std::vector<monitor::KeeperLink::Exit> pending) {
-      // Recovery of containers from a previous daemon is not written yet: say what is lost.
-      for (auto& fd : held) {
-        spdlog::warn("the keeper gave back a descriptor of {} that this daemon cannot use yet",
-                     fd.owner);
-        ::close(fd.fd);
-      }
+      std::vector<std::pair<std::string, std::pair<uint32_t, int>>> fds;
+      for (auto& fd : held)
+        fds.push_back({fd.owner, {fd.tag, fd.fd}});
+      containers_->adoptHeld(std::move(fds));
       for (const auto& exit : pending)
         exits_->deliver(exit.owner, monitor::ExitInfo{exit.pid, exit.waitStatus, exit.timeNs});
     });
@@ -120,6 +118,15 @@ int Daemon::run() {
   containerOptions.host = oci::probeHostLimits();
   containers_ = std::make_unique<pods::ContainerManager>(loop_, containerOptions, *pods_, *images_,
                                                          *rootfs_, *runtimeClient_, *exits_);
+  {
+    std::vector<std::string> containerNotes;
+    if (std::string loadError = containers_->load(containerNotes); !loadError.empty()) {
+      spdlog::critical("cannot read the containers' state: {}", loadError);
+      return 1;
+    }
+    for (const auto& note : containerNotes)
+      spdlog::info("{}", note);
+  }
   images_->setInUseCheck(
       [this](const oci::Digest& imageId) { return rootfs_->containersUsing(imageId); });
   cri_ = std::make_unique<cri::CriService>(

@@ -45,16 +45,34 @@ ExitMonitor::~ExitMonitor() = default;
 
 void ExitMonitor::track(const std::string& owner, pid_t pid,
                         std::function<void(const ExitInfo&)> exited) {
-  const auto key = std::make_pair(owner, pid);
-  waiting_[key] = std::move(exited);
+  waiting_[std::make_pair(owner, pid)] = std::move(exited);
   if (keeper_) {
     keeper_->track(owner, pid);
     return;
   }
+  watchLocal(owner, pid);
+}
+
+void ExitMonitor::expect(const std::string& owner, pid_t pid,
+                         std::function<void(const ExitInfo&)> exited) {
+  waiting_[std::make_pair(owner, pid)] = std::move(exited);
+  if (!keeper_) watchLocal(owner, pid);
+}
+
+void ExitMonitor::watchLocal(const std::string& owner, pid_t pid) {
+  const auto key = std::make_pair(owner, pid);
   auto watch = std::make_unique<Watch>();
   watch->pidfd.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   if (!watch->pidfd.valid()) {
-    spdlog::warn("container {}: cannot watch pid {}: {}", owner, pid, std::strerror(errno));
+    // Gone already (reaped by whoever was its parent while no daemon ran): status unknown.
+    spdlog::warn("container {}: pid {} is gone and its exit status unknown", owner, pid);
+    ExitInfo exit;
+    exit.pid = pid;
+    exit.waitStatus = 255 << 8;
+    exit.timeNs = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+    loop_.defer([this, owner, exit] { deliver(owner, exit); });
     return;
   }
   int error = 0;

@@ -39,6 +39,10 @@ class ExitMonitor {
   // The owner persists it and then calls acknowledge(): until then a keeper reports it again
   // after a daemon restart.
   void track(const std::string& owner, pid_t pid, std::function<void(const ExitInfo&)> exited);
+  // After a daemon restart: waits for the exit of a pid tracked by the daemon before. The keeper
+  // still knows it (its exit comes at READY or later); without a keeper the pid is no longer
+  // ours to reap and its exit status is reported unknown (255).
+  void expect(const std::string& owner, pid_t pid, std::function<void(const ExitInfo&)> exited);
   void acknowledge(const std::string& owner, pid_t pid);
   // The keeper holds a duplicate of `fd` (a container's stdio) for `owner` until release():
   // nothing without a keeper.
@@ -48,12 +52,14 @@ class ExitMonitor {
   void setUnclaimedHandler(std::function<void(const std::string& owner, const ExitInfo&)> handler) {
     unclaimed_ = std::move(handler);
   }
+  bool hasKeeper() const { return keeper_ != nullptr; }
   // Called with each exit from the keeper link.
   void deliver(const std::string& owner, const ExitInfo& exit);
 
  private:
   struct Watch;
   void reapLocal(const std::string& owner, pid_t pid);
+  void watchLocal(const std::string& owner, pid_t pid);
 
   loop::Loop& loop_;
   KeeperLink* keeper_;

@@ -121,6 +121,9 @@ std::unique_ptr<KeeperLink> KeeperLink::adopt(loop::Loop& loop, int fd, std::str
     error = fmt::format("watching the keeper socket: {}", uv_strerror(pollError));
     return nullptr;
   }
+  // The link alone does not keep the daemon running: at shutdown the loop ends once the
+  // server and the work in flight are done (unacknowledged exits are replayed next start).
+  link->poll_->unref();
   link->watch();
   return link;
 }

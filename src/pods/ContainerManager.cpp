@@ -383,6 +383,154 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
       });
 }
 
+void ContainerManager::startIo(Container& c) {
+  c.io->start([this, id = c.id] {
+    auto it = containers_.find(id);
+    if (it != containers_.end() && it->second->io && it->second->io->writer()) {
+      it->second->io->writer()->finish();
+    }
+  });
+}
+
+namespace {
+
+ContainerState stateFromName(const std::string& name) {
+  if (name == "created") return ContainerState::kCreated;
+  if (name == "running") return ContainerState::kRunning;
+  if (name == "exited") return ContainerState::kExited;
+  return ContainerState::kCreating;
+}
+
+}  // namespace
+
+std::string ContainerManager::load(std::vector<std::string>& notes) {
+  const std::string root = options_.stateRoot + "/containers";
+  if (std::string error = state::makeDirectories(root, 0700); !error.empty()) return error;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
+    const std::string id = entry.path().filename();
+    std::string text, configBytes;
+    auto c = std::make_unique<Container>();
+    bool ok = oci::isValidContainerId(id) &&
+              state::readFile(entry.path().string() + "/container.json", 1 << 20, text).empty() &&
+              state::readFile(entry.path().string() + "/config.pb", 4 << 20, configBytes).empty() &&
+              c->config.ParseFromString(configBytes);
+    if (ok) {
+      try {
+        const auto r = nlohmann::json::parse(text);
+        c->id = r.at("id").get<std::string>();
+        c->podId = r.at("pod_id").get<std::string>();
+        c->image = r.at("image").get<std::string>();
+        c->imageId = r.at("image_id").get<std::string>();
+        c->imageRef = r.at("image_ref").get<std::string>();
+        c->state = stateFromName(r.at("state").get<std::string>());
+        c->createdAtNs = r.at("created_at").get<int64_t>();
+        c->startedAtNs = r.at("started_at").get<int64_t>();
+        c->finishedAtNs = r.at("finished_at").get<int64_t>();
+        c->pid = r.at("pid").get<pid_t>();
+        c->exitCode = r.at("exit_code").get<int>();
+        c->reason = r.at("reason").get<std::string>();
+        c->message = r.at("message").get<std::string>();
+        c->logPath = r.at("log_path").get<std::string>();
+        c->stopSignal = r.at("stop_signal").get<std::string>();
+        c->uid = r.at("uid").get<uint32_t>();
+        c->username = r.at("username").get<std::string>();
+        c->resources = r.at("resources");
+        ok = c->id == id && c->state != ContainerState::kCreating && pods_.find(c->podId);
+      } catch (const nlohmann::json::exception&) {
+        ok = false;
+      }
+    }
+    if (!ok) {
+      // Never finished, damaged, or its pod is gone: nothing of it may stay.
+      notes.push_back(fmt::format("container {}: unfinished or orphaned record, removed", id));
+      runtime_.remove(id, true, [](Status) {});
+      rootfs_.remove(id, [](Status) {});
+      state::removeTree(bundleDir(id));
+      state::removeTree(entry.path());
+      continue;
+    }
+    c->recovered = true;
+    const bool live = c->state == ContainerState::kCreated || c->state == ContainerState::kRunning;
+    containers_[id] = std::move(c);
+    if (live) reconcile(id);
+  }
+  return ec ? fmt::format("read {}: {}", root, ec.message()) : std::string();
+}
+
+// A container that was created or running when the previous daemon stopped: its exit comes from
+// the keeper (at READY or later); the runtime says whether it still exists at all.
+void ContainerManager::reconcile(const std::string& id) {
+  Container& c = *containers_[id];
+  exits_.expect(id, c.pid, [this, id](const monitor::ExitInfo& exit) { exited(id, exit); });
+  runtime_.state(id, [this, id, alive = lifetime_.watch()](Status status, oci::OciState state) {
+    if (alive.expired()) return;
+    auto it = containers_.find(id);
+    if (it == containers_.end() || it->second->state == ContainerState::kExited) return;
+    Container& c = *it->second;
+    if (status.isOk() &&
+        (state.status == "running" || state.status == "created" || state.status == "paused")) {
+      if (!c.io) c.message = "running since before the daemon restarted";
+      return;
+    }
+    if (status.isOk() && state.status == "stopped" && exits_.hasKeeper()) {
+      return;  // the keeper has its exit status and reports it
+    }
+    // Gone with a node restart (the runtime's state is under /run), or stopped with nobody to
+    // have recorded how: say so rather than invent an exit code.
+    c.state = ContainerState::kExited;
+    c.finishedAtNs = nowNs();
+    c.exitCode = 255;
+    c.reason = "Unknown";
+    c.message = status.isOk()
+                    ? "the container stopped while no keeper recorded its exit: exit code unknown"
+                    : "the container is gone (node or daemon restart): exit code unknown";
+    if (Status s = persist(c); !s.isOk()) spdlog::error("container {}: {}", id, s.message());
+    answerStops(c, Status::ok());
+  });
+}
+
+void ContainerManager::adoptHeld(
+    std::vector<std::pair<std::string, std::pair<uint32_t, int>>> held) {
+  std::map<std::string, std::pair<state::UniqueFd, state::UniqueFd>> byOwner;
+  for (auto& [owner, tagFd] : held) {
+    auto& [tag, fd] = tagFd;
+    auto& pair = byOwner[owner];
+    if (tag == kStdoutTag) {
+      pair.first.reset(fd);
+    } else if (tag == kStderrTag) {
+      pair.second.reset(fd);
+    } else {
+      ::close(fd);
+    }
+  }
+  for (auto& [owner, fds] : byOwner) {
+    auto it = containers_.find(owner);
+    if (it == containers_.end() || it->second->io || !fds.first.valid() || !fds.second.valid()) {
+      spdlog::warn("the keeper held stdio of {}, which this daemon does not know: closed", owner);
+      exits_.release(owner);
+      continue;
+    }
+    Container& c = *it->second;
+    std::unique_ptr<logging::LogWriter> writer;
+    std::string error;
+    if (!c.logPath.empty()) {
+      writer = logging::LogWriter::open(loop_, c.logPath, options_.log, error);
+      if (!writer) spdlog::warn("container {}: log {}: {}", owner, c.logPath, error);
+    }
+    c.io = monitor::ContainerIo::adopt(loop_, std::move(writer), std::move(fds.first),
+                                       std::move(fds.second), error);
+    if (!c.io) {
+      spdlog::warn("container {}: cannot read its output again: {}", owner, error);
+      continue;
+    }
+    // The keeper keeps its copies: hold() is not needed again.
+    c.message.clear();
+    startIo(c);
+    spdlog::info("container {}: output reconnected after the restart", owner);
+  }
+}
+
 void ContainerManager::failCreate(const std::string& id, Status status) {
   auto it = containers_.find(id);
   if (it == containers_.end()) return;

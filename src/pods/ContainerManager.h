@@ -47,6 +47,7 @@ struct Container {
   uint32_t uid = 0;
   std::string username;
   nlohmann::json resources;  // the spec's linux.resources, for status
+  bool recovered = false;    // loaded after a daemon restart
 
   // Live parts.
   std::unique_ptr<monitor::ContainerIo> io;
@@ -71,6 +72,13 @@ class ContainerManager {
                    oci::OciRuntimeClient& runtime, monitor::ExitMonitor& exits);
   ~ContainerManager();
 
+  // Reads the persisted containers after a restart. Those that were created or running are
+  // checked with the OCI runtime; their exits and (with a keeper) their stdio come back through
+  // the monitor. Half-created ones are removed.
+  std::string load(std::vector<std::string>& notes);
+  // The keeper's READY: the stdio read ends it held for containers.
+  void adoptHeld(std::vector<std::pair<std::string, std::pair<uint32_t, int>>> held);
+
   using CreateDone = std::function<void(grpc::Status, const std::string& id)>;
   void create(const std::string& podId, const runtime::v1::ContainerConfig& config,
               const runtime::v1::PodSandboxConfig& podConfig, CreateDone done);
@@ -94,6 +102,8 @@ class ContainerManager {
   void finishCreate(const std::string& key, grpc::Status status, const std::string& id);
   void failCreate(const std::string& id, grpc::Status status);
   void exited(const std::string& id, const monitor::ExitInfo& exit);
+  void reconcile(const std::string& id);
+  void startIo(Container& container);
   grpc::Status persist(const Container& container);
   void answerStops(Container& container, grpc::Status status);
   std::string bundleDir(const std::string& id) const;

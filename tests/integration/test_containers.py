@@ -269,3 +269,67 @@ def test_containers_of_a_pod_share_its_pid_namespace(daemon, tmp_path):
     out = b"\n".join(content for _, _, content in records)
     assert b"sleep" in out, out  # the other container's process is visible
     assert b"monocri-pod-init" in out or b"monocri-pod-ini" in out, out  # pid 1 is the pod's init
+
+
+def test_a_daemon_killed_mid_output_loses_no_line_and_no_exit_code(tmp_path, registry):
+    """Under the keeper: the daemon is SIGKILLed while a container writes; the keeper restarts
+    it, hands back the container's pipe and its exit; every line reaches the log, in order."""
+    from monocri_harness import children_of
+    conf = tmp_path / "registries.conf"
+    conf.write_text(f'[[registry]]\nlocation = "{registry.address}"\ninsecure = true\n')
+    d = Daemon(str(tmp_path / "d"), args=["--registries-conf", str(conf)], keeper=True).start()
+    d.image = f"{registry.address}/test/busybox:1"
+    d.cgroup_parent = f"monocri-test-{os.getpid()}"
+    try:
+        with d.channel() as channel:
+            unary(channel, IMAGE + "PullImage",
+                  api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=d.image)),
+                  api_pb2.PullImageResponse, timeout=120)
+        pod = make_pod(d, tmp_path)
+        writer = create(d, pod, "writer", [
+            "sh", "-c", "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo line-$i; "
+                        "[ $((i % 100)) -eq 0 ] && sleep 0.1; done; exit 7"])
+        start(d, writer)
+        time.sleep(0.5)
+        def daemon_children():
+            found = []
+            for child in children_of(d.pid):
+                try:
+                    with open(f"/proc/{child}/cmdline", "rb") as f:
+                        if b"--listen" in f.read():
+                            found.append(child)
+                except FileNotFoundError:
+                    pass
+            return found
+
+        daemons = daemon_children()
+        assert len(daemons) == 1, "the keeper's child is the daemon (and the container)"
+        os.kill(daemons[0], 9)
+        time.sleep(1.0)  # the container goes on writing into the pipe the keeper keeps open
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            now = daemon_children()
+            if now and now != daemons:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"the keeper did not restart the daemon:\n{d.log()[-2000:]}")
+        d.wait_ready()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                s = wait_exited(d, writer, timeout=30)
+                break
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert s.exit_code == 7, (s, d.log()[-3000:])
+        records = log_records(os.path.join(pod[1].log_directory, "writer/0.log"))
+        lines = [content.decode() for stream, tag, content in records if stream == "stdout"]
+        assert lines == [f"line-{i}" for i in range(1, 3001)], (len(lines), d.log()[-2000:])
+        call(d, "RemovePodSandbox", api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod[0]),
+             api_pb2.RemovePodSandboxResponse)
+    finally:
+        code = d.stop()
+    assert code == 0, d.log()[-3000:]
