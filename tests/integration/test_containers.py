@@ -333,3 +333,51 @@ def test_a_daemon_killed_mid_output_loses_no_line_and_no_exit_code(tmp_path, reg
     finally:
         code = d.stop()
     assert code == 0, d.log()[-3000:]
+
+
+def test_monoctl_container_verbs(daemon, tmp_path):
+    from monocri_harness import run_monoctl
+    endpoint = ["-r", "unix://" + daemon.socket]
+    pod_id, pod_config = make_pod(daemon, tmp_path, name="cli")
+    config = tmp_path / "container.yaml"
+    config.write_text(
+        "metadata:\n  name: talker\n"
+        f"image:\n  image: {daemon.image}\n"
+        "command: [sh, -c, 'for i in 1 2 3; do echo out-$i; echo err-$i >&2; done; sleep 300']\n"
+        "log_path: talker/0.log\n"
+        "linux:\n  security_context:\n    namespace_options:\n      pid: CONTAINER\n")
+    ran = run_monoctl(*endpoint, "run", pod_id[:10], str(config))
+    assert ran.returncode == 0, ran.stderr
+    container_id = ran.stdout.strip()
+    assert len(container_id) == 64
+    ps = run_monoctl(*endpoint, "ps")
+    assert ps.returncode == 0
+    assert any(container_id[:13] in line and "Running" in line and "talker" in line
+               for line in ps.stdout.splitlines()), ps.stdout
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        logs = run_monoctl(*endpoint, "logs", container_id[:8])
+        if "out-3" in logs.stdout and "err-3" in logs.stderr:
+            break
+        time.sleep(0.1)
+    assert logs.stdout == "out-1\nout-2\nout-3\n", logs
+    assert logs.stderr == "err-1\nerr-2\nerr-3\n", logs
+    # --tail counts lines of both streams, in the file's order (the order the daemon read them).
+    last = log_records(os.path.join(pod_config.log_directory, "talker/0.log"))[-2:]
+    tail = run_monoctl(*endpoint, "logs", "--tail", "2", container_id)
+    assert tail.stdout == "".join(c.decode() + "\n" for s, _, c in last if s == "stdout"), tail
+    assert tail.stderr == "".join(c.decode() + "\n" for s, _, c in last if s == "stderr"), tail
+    stamped = run_monoctl(*endpoint, "logs", "--timestamps", container_id).stdout.splitlines()
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z out-1$", stamped[0]), stamped
+    inspected = json.loads(run_monoctl(*endpoint, "inspect", container_id).stdout)
+    assert inspected["status"]["state"] == "CONTAINER_RUNNING"
+    assert inspected["info"]["sandboxID"] == pod_id
+    stopped = run_monoctl(*endpoint, "stop", "--timeout", "0", container_id)
+    assert stopped.returncode == 0, stopped.stderr
+    assert run_monoctl(*endpoint, "ps", "-q").stdout == ""
+    assert run_monoctl(*endpoint, "ps", "-a", "-q", "--state", "exited").stdout.split() == \
+        [container_id]
+    assert run_monoctl(*endpoint, "rm", container_id).returncode == 0
+    assert run_monoctl(*endpoint, "ps", "-a", "-q").stdout == ""
+    missing = run_monoctl(*endpoint, "logs", "ffff")
+    assert missing.returncode == 1 and "no container matches" in missing.stderr

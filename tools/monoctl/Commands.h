@@ -37,4 +37,27 @@ int runStopOrRemovePods(const Options& options, const std::vector<std::string>& 
 int runPods(const Options& options, const PodListOptions& list);
 int runInspectPods(const Options& options, const std::vector<std::string>& prefixes);
 
+struct PsOptions {
+  std::string id, pod, state, name;
+  std::vector<std::string> labels;
+  bool all = false, quiet = false;
+};
+struct LogsOptions {
+  std::string container;
+  bool follow = false, timestamps = false;
+  int64_t tail = -1;
+  std::string since;  // RFC 3339
+};
+
+// create POD CONTAINER.json [POD.json]; `run` is create then start.
+int runCreateContainer(const Options& options, const std::string& podPrefix,
+                       const std::string& containerConfig, const std::string& podConfig,
+                       bool startToo);
+// start, stop (with the timeout), rm.
+int runContainerVerb(const Options& options, const std::string& verb,
+                     const std::vector<std::string>& prefixes, int64_t timeoutSeconds);
+int runPs(const Options& options, const PsOptions& ps);
+int runInspectContainers(const Options& options, const std::vector<std::string>& prefixes);
+int runLogs(const Options& options, const LogsOptions& logs);
+
 }  // namespace monocri::monoctl

@@ -238,6 +238,48 @@ int main(int argc, char** argv) {
   podsCommand->add_flag("-q,--quiet", podList.quiet, "Pod ids only");
   auto* inspectp = app.add_subcommand("inspectp", "Pod status, namespaces and files (verbose)");
   inspectp->add_option("pod", inspectedPods, "Pod ids (or unique prefixes)")->required();
+
+  std::string createPod, containerConfig, createPodConfig;
+  auto* createCommand = app.add_subcommand("create", "Create a container in a pod");
+  createCommand->add_option("pod", createPod, "Pod id (or unique prefix)")->required();
+  createCommand->add_option("container-config", containerConfig, "Container config file")
+      ->required();
+  createCommand->add_option("pod-config", createPodConfig, "The pod's config file");
+  auto* runCommand = app.add_subcommand("run", "Create and start a container in a pod");
+  runCommand->add_option("pod", createPod, "Pod id (or unique prefix)")->required();
+  runCommand->add_option("container-config", containerConfig, "Container config file")->required();
+  runCommand->add_option("pod-config", createPodConfig, "The pod's config file");
+  std::vector<std::string> startIds, stopIds, rmIds, inspectIds;
+  int64_t stopTimeout = 10;
+  auto* startCommand = app.add_subcommand("start", "Start created containers");
+  startCommand->add_option("container", startIds, "Container ids (or unique prefixes)")->required();
+  auto* stopCommand = app.add_subcommand("stop", "Stop containers");
+  stopCommand->add_option("container", stopIds, "Container ids (or unique prefixes)")->required();
+  stopCommand->add_option("--timeout", stopTimeout, "Seconds before SIGKILL [10]");
+  auto* rmCommand = app.add_subcommand("rm", "Remove containers (running ones are killed)");
+  rmCommand->add_option("container", rmIds, "Container ids (or unique prefixes)")->required();
+  monocri::monoctl::PsOptions ps;
+  auto* psCommand = app.add_subcommand("ps", "List containers (running ones; -a: all)");
+  psCommand->add_flag("-a,--all", ps.all, "Every container");
+  psCommand->add_flag("-q,--quiet", ps.quiet, "Container ids only");
+  psCommand->add_option("--id", ps.id, "Containers whose id starts so");
+  psCommand->add_option("-p,--pod", ps.pod, "Containers of this pod");
+  psCommand->add_option("--state", ps.state, "created, running or exited");
+  psCommand->add_option("--name", ps.name, "Containers whose name holds this");
+  psCommand->add_option("--label", ps.labels, "key=value (all must match)");
+  auto* inspectCommand = app.add_subcommand("inspect", "Container status (verbose)");
+  inspectCommand->add_option("container", inspectIds, "Container ids (or unique prefixes)")
+      ->required();
+  monocri::monoctl::LogsOptions logs;
+  auto* logsCommand = app.add_subcommand("logs",
+                                         "A container's log (stdout to stdout, stderr "
+                                         "to stderr)");
+  logsCommand->add_option("container", logs.container, "Container id (or unique prefix)")
+      ->required();
+  logsCommand->add_flag("-f,--follow", logs.follow, "Follow, across kubelet's rotations");
+  logsCommand->add_flag("--timestamps", logs.timestamps, "Show each line's time");
+  logsCommand->add_option("--tail", logs.tail, "The last N lines");
+  logsCommand->add_option("--since", logs.since, "Lines from this RFC 3339 time on");
   CLI11_PARSE(app, argc, argv);
 
   auto timeout = parseDuration(options.timeoutText);
@@ -272,5 +314,15 @@ int main(int argc, char** argv) {
   if (*rmp) return runStopOrRemovePods(options, removedPods, true, removeAllPods);
   if (*podsCommand) return runPods(options, podList);
   if (*inspectp) return runInspectPods(options, inspectedPods);
+  if (*createCommand)
+    return runCreateContainer(options, createPod, containerConfig, createPodConfig, false);
+  if (*runCommand)
+    return runCreateContainer(options, createPod, containerConfig, createPodConfig, true);
+  if (*startCommand) return runContainerVerb(options, "start", startIds, 0);
+  if (*stopCommand) return runContainerVerb(options, "stop", stopIds, stopTimeout);
+  if (*rmCommand) return runContainerVerb(options, "rm", rmIds, 0);
+  if (*psCommand) return runPs(options, ps);
+  if (*inspectCommand) return runInspectContainers(options, inspectIds);
+  if (*logsCommand) return runLogs(options, logs);
   return 2;
 }
