@@ -381,3 +381,21 @@ def test_monoctl_container_verbs(daemon, tmp_path):
     assert run_monoctl(*endpoint, "ps", "-a", "-q").stdout == ""
     missing = run_monoctl(*endpoint, "logs", "ffff")
     assert missing.returncode == 1 and "no container matches" in missing.stderr
+
+
+def test_an_image_in_use_is_not_removed(daemon, tmp_path):
+    pod = make_pod(daemon, tmp_path)
+    container_id = create(daemon, pod, "user", ["true"])
+    with daemon.channel() as channel:
+        with pytest.raises(grpc.RpcError) as error:
+            unary(channel, IMAGE + "RemoveImage",
+                  api_pb2.RemoveImageRequest(image=api_pb2.ImageSpec(image=daemon.image)),
+                  api_pb2.RemoveImageResponse)
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert container_id in error.value.details()
+    call(daemon, "RemoveContainer", api_pb2.RemoveContainerRequest(container_id=container_id),
+         api_pb2.RemoveContainerResponse)
+    with daemon.channel() as channel:
+        unary(channel, IMAGE + "RemoveImage",
+              api_pb2.RemoveImageRequest(image=api_pb2.ImageSpec(image=daemon.image)),
+              api_pb2.RemoveImageResponse)

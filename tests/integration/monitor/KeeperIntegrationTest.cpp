@@ -170,9 +170,10 @@ class Control {
     return false;
   }
   // Sends `command` and returns its reply.
-  std::string ask(const std::string& command, const std::string& replyPrefix) {
+  std::string ask(const std::string& command, const std::string& replyPrefix,
+                  int timeoutMs = 10000) {
     send(command);
-    return expect(replyPrefix);
+    return expect(replyPrefix, timeoutMs);
   }
   // Whether the daemon's end closed (it died) within the time.
   bool closes(int timeoutMs = 10000) {
@@ -736,11 +737,13 @@ TEST_F(KeeperIntegration, MemoryIsTinyAndFlatOverTenThousandTrackExitCycles) {
   };
 
   // Warm-up: every table slot and ring entry the steady state uses gets touched.
-  EXPECT_EQ(daemon->ask("cycles 2000", "cycled"), "cycled 2000");
+  // Generous: 10 000 cycles take 5-7 s alone, and ctest runs other suites beside this one.
+  constexpr int kCyclesTimeoutMs = 120'000;
+  EXPECT_EQ(daemon->ask("cycles 2000", "cycled", kCyclesTimeoutMs), "cycled 2000");
   const long allocationsBefore = sampleAllocations();
   const long rssBefore = statusKiB(keeper.pid(), "VmRSS");
   const auto start = Clock::now();
-  EXPECT_EQ(daemon->ask("cycles 10000", "cycled"), "cycled 10000");
+  EXPECT_EQ(daemon->ask("cycles 10000", "cycled", kCyclesTimeoutMs), "cycled 10000");
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const long allocationsAfter = sampleAllocations();
   const long rssAfter = statusKiB(keeper.pid(), "VmRSS");
