@@ -39,17 +39,6 @@ std::string stateName(v1::ContainerState state) {
   }
 }
 
-std::string ago(int64_t ns) {
-  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
-  const int64_t seconds = std::max<int64_t>(0, (now - ns) / 1'000'000'000);
-  if (seconds < 60) return fmt::format("{} seconds ago", seconds);
-  if (seconds < 3600) return fmt::format("{} minutes ago", seconds / 60);
-  if (seconds < 86400) return fmt::format("{} hours ago", seconds / 3600);
-  return fmt::format("{} days ago", seconds / 86400);
-}
-
 grpc::Status resolveContainer(const Options& options, const std::string& prefix, std::string& id) {
   v1::ListContainersRequest request;
   request.mutable_filter()->set_id(prefix);
@@ -174,13 +163,8 @@ int runPs(const Options& options, const PsOptions& ps) {
     }
     filter->mutable_state()->set_state(it->second);
   }
-  for (const auto& label : ps.labels) {
-    const size_t eq = label.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      std::cerr << "monoctl: ps: --label is key=value, not '" << label << "'\n";
-      return 2;
-    }
-    (*filter->mutable_label_selector())[label.substr(0, eq)] = label.substr(eq + 1);
+  if (!parseLabelSelector("ps", ps.labels, *filter->mutable_label_selector())) {
+    return 2;
   }
   v1::ListContainersResponse response;
   if (grpc::Status s = callRuntime(options, method("ListContainers"), request, response);
@@ -210,7 +194,7 @@ int runPs(const Options& options, const PsOptions& ps) {
   std::vector<std::vector<std::string>> rows = {
       {"CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID"}};
   for (const auto* c : containers) {
-    rows.push_back({c->id().substr(0, 13), c->image().image(), ago(c->created_at()),
+    rows.push_back({c->id().substr(0, 13), c->image().image(), timeAgo(c->created_at()),
                     stateName(c->state()), c->metadata().name(),
                     std::to_string(c->metadata().attempt()), c->pod_sandbox_id().substr(0, 13)});
   }
@@ -236,15 +220,7 @@ int runInspectContainers(const Options& options, const std::vector<std::string>&
       exitCode = fail(options, "inspect", s);
       continue;
     }
-    Json out;
-    out["status"] = messageToJson(response.status());
-    for (const auto& [key, value] : response.info()) {
-      try {
-        out[key] = Json::parse(value);
-      } catch (const Json::exception&) {
-        out[key] = value;
-      }
-    }
+    const Json out = verboseDocument(messageToJson(response.status()), response.info());
     print(format == OutputFormat::kTable ? OutputFormat::kJson : format, out);
   }
   return exitCode;

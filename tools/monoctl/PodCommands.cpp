@@ -22,18 +22,6 @@ std::string method(std::string_view name) {
   return std::string(kRuntimeService) + std::string(name);
 }
 
-// "5 minutes ago", as crictl shows creation times.
-std::string ago(int64_t createdNs) {
-  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
-  const int64_t seconds = std::max<int64_t>(0, (now - createdNs) / 1'000'000'000);
-  if (seconds < 60) return fmt::format("{} seconds ago", seconds);
-  if (seconds < 3600) return fmt::format("{} minutes ago", seconds / 60);
-  if (seconds < 86400) return fmt::format("{} hours ago", seconds / 3600);
-  return fmt::format("{} days ago", seconds / 86400);
-}
-
 // Ids given by prefix, as crictl accepts them: resolved through ListPodSandbox.
 grpc::Status resolvePod(const Options& options, const std::string& prefix, std::string& id) {
   v1::ListPodSandboxRequest request;
@@ -134,13 +122,8 @@ int runPods(const Options& options, const PodListOptions& list) {
     filter->mutable_state()->set_state(list.state == "ready" ? v1::SANDBOX_READY
                                                              : v1::SANDBOX_NOTREADY);
   }
-  for (const auto& label : list.labels) {
-    const size_t eq = label.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      std::cerr << "monoctl: pods: --label is key=value, not '" << label << "'\n";
-      return 2;
-    }
-    (*filter->mutable_label_selector())[label.substr(0, eq)] = label.substr(eq + 1);
+  if (!parseLabelSelector("pods", list.labels, *filter->mutable_label_selector())) {
+    return 2;
   }
   v1::ListPodSandboxResponse response;
   if (grpc::Status s = callRuntime(options, method("ListPodSandbox"), request, response);
@@ -172,7 +155,7 @@ int runPods(const Options& options, const PodListOptions& list) {
   std::vector<std::vector<std::string>> rows = {
       {"POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "ATTEMPT", "RUNTIME"}};
   for (const auto* pod : pods) {
-    rows.push_back({pod->id().substr(0, 13), ago(pod->created_at()),
+    rows.push_back({pod->id().substr(0, 13), timeAgo(pod->created_at()),
                     pod->state() == v1::SANDBOX_READY ? "Ready" : "NotReady",
                     pod->metadata().name(), pod->metadata().namespace_(),
                     std::to_string(pod->metadata().attempt()),
@@ -200,21 +183,13 @@ int runInspectPods(const Options& options, const std::vector<std::string>& prefi
       exitCode = fail(options, "inspectp", s);
       continue;
     }
-    Json out;
-    out["status"] = messageToJson(response.status());
-    for (const auto& [key, value] : response.info()) {
-      try {
-        out[key] = Json::parse(value);
-      } catch (const Json::exception&) {
-        out[key] = value;
-      }
-    }
+    const Json out = verboseDocument(messageToJson(response.status()), response.info());
     if (format == OutputFormat::kTable) {
       const auto& s = response.status();
       std::cout << formatTable(
           {{"ID", "NAME", "NAMESPACE", "STATE", "CREATED"},
            {s.id(), s.metadata().name(), s.metadata().namespace_(),
-            s.state() == v1::SANDBOX_READY ? "Ready" : "NotReady", ago(s.created_at())}});
+            s.state() == v1::SANDBOX_READY ? "Ready" : "NotReady", timeAgo(s.created_at())}});
     } else {
       print(format, out);
     }

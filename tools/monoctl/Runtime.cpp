@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <iostream>
 
 namespace monocri::monoctl {
@@ -53,6 +54,45 @@ std::string humanSize(uint64_t bytes) {
   }
   if (unit == 0) return fmt::format("{}B", bytes);
   return fmt::format("{:.3g}{}", value, kUnits[unit]);
+}
+
+std::string timeAgo(int64_t createdNs) {
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  const int64_t seconds = std::max<int64_t>(0, (now - createdNs) / 1'000'000'000);
+  if (seconds < 60) return fmt::format("{} seconds ago", seconds);
+  if (seconds < 3600) return fmt::format("{} minutes ago", seconds / 60);
+  if (seconds < 86400) return fmt::format("{} hours ago", seconds / 3600);
+  return fmt::format("{} days ago", seconds / 86400);
+}
+
+nlohmann::ordered_json verboseDocument(
+    const nlohmann::ordered_json& status,
+    const google::protobuf::Map<std::string, std::string>& info) {
+  nlohmann::ordered_json out;
+  out["status"] = status;
+  for (const auto& [key, value] : info) {
+    try {
+      out[key] = nlohmann::ordered_json::parse(value);
+    } catch (const nlohmann::ordered_json::exception&) {
+      out[key] = value;
+    }
+  }
+  return out;
+}
+
+bool parseLabelSelector(std::string_view verb, const std::vector<std::string>& labels,
+                        google::protobuf::Map<std::string, std::string>& selector) {
+  for (const auto& label : labels) {
+    const size_t eq = label.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::cerr << "monoctl: " << verb << ": --label is key=value, not '" << label << "'\n";
+      return false;
+    }
+    selector[label.substr(0, eq)] = label.substr(eq + 1);
+  }
+  return true;
 }
 
 }  // namespace monocri::monoctl

@@ -7,6 +7,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include <google/protobuf/map.h>
 
 #include "cri-bridge/grpc/GrpcClient.h"
 #include "loop/Loop.h"
@@ -55,5 +58,18 @@ void print(OutputFormat format, const nlohmann::ordered_json& value);
 
 // "1.03MB", as crictl writes sizes.
 std::string humanSize(uint64_t bytes);
+
+// "5 minutes ago", as crictl shows creation times (ns since the epoch).
+std::string timeAgo(int64_t createdNs);
+
+// A verbose status answer as one document: {"status": ..., and each info entry, parsed as JSON
+// where it is JSON}.
+nlohmann::ordered_json verboseDocument(const nlohmann::ordered_json& status,
+                                       const google::protobuf::Map<std::string, std::string>& info);
+
+// --label key=value options into a CRI label selector; false (with the message printed) on a
+// malformed one.
+bool parseLabelSelector(std::string_view verb, const std::vector<std::string>& labels,
+                        google::protobuf::Map<std::string, std::string>& selector);
 
 }  // namespace monocri::monoctl
