@@ -214,18 +214,9 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
     return;
   }
   for (const auto& [id, existing] : containers_) {
-    if (existing->key() == key) return done(Status::ok(), id);  // kubelet's retry
-  }
-  for (const auto& [id, existing] : containers_) {
-    if (existing->podId == podId &&
-        existing->config.metadata().name() == config.metadata().name() &&
-        existing->config.metadata().attempt() == config.metadata().attempt()) {
-      return done(
-          Status(StatusCode::kAlreadyExists,
-                 fmt::format("container name '{}' (attempt {}) is in use in pod {} by {}",
-                             config.metadata().name(), config.metadata().attempt(), podId, id)),
-          "");
-    }
+    // kubelet's retry (same pod, name and attempt): the same container. A restarted
+    // container comes with the next attempt number, so a name is never taken twice.
+    if (existing->key() == key) return done(Status::ok(), id);
   }
 
   const oci::ImageRecord* image = images_.resolve(config.image().image());
