@@ -399,3 +399,65 @@ def test_an_image_in_use_is_not_removed(daemon, tmp_path):
         unary(channel, IMAGE + "RemoveImage",
               api_pb2.RemoveImageRequest(image=api_pb2.ImageSpec(image=daemon.image)),
               api_pb2.RemoveImageResponse)
+
+
+def test_security_settings_seen_from_inside(daemon, tmp_path, registry):
+    host_dir = tmp_path / "shared"
+    host_dir.mkdir()
+    (host_dir / "note").write_text("from the host")
+    security = api_pb2.LinuxContainerSecurityContext(
+        namespace_options=api_pb2.NamespaceOption(pid=api_pb2.CONTAINER),
+        readonly_rootfs=True,
+        capabilities=api_pb2.Capability(drop_capabilities=["NET_RAW", "CHOWN"]),
+        seccomp=api_pb2.SecurityProfile(profile_type=api_pb2.SecurityProfile.RuntimeDefault))
+    _, s, records = run_to_exit(
+        daemon, tmp_path,
+        ["sh", "-c",
+         "grep CapBnd /proc/self/status; grep Seccomp: /proc/self/status; "
+         "touch /rootfs-write 2>/dev/null && echo rootfs=rw || echo rootfs=ro; "
+         "cat /mnt/shared/note; echo; touch /mnt/shared/x 2>/dev/null && echo bind=rw || echo bind=ro; "
+         "busybox unshare -U true 2>/dev/null && echo unshare=allowed || echo unshare=denied"],
+        name="sec",
+        mounts=[api_pb2.Mount(container_path="/mnt/shared", host_path=str(host_dir),
+                              readonly=True)],
+        linux=api_pb2.LinuxContainerConfig(security_context=security))
+    out = [content.decode() for stream, _, content in records if stream == "stdout"]
+    assert s.exit_code == 0, records
+    cap_bnd = int(out[0].split()[1], 16)
+    assert not cap_bnd & (1 << 13), "CAP_NET_RAW (13) dropped"
+    assert not cap_bnd & (1 << 0), "CAP_CHOWN (0) dropped"
+    assert cap_bnd & (1 << 6), "CAP_SETGID (6) of the default set kept"
+    assert out[1].split() == ["Seccomp:", "2"], "a seccomp filter is on"
+    assert out[2:6] == ["rootfs=ro", "from the host", "bind=ro", "unshare=denied"], out
+    assert not (host_dir / "x").exists()
+    # The control: unconfined, the same call works, so the denial above is the filter's.
+    _, s, records = run_to_exit(
+        daemon, tmp_path,
+        ["sh", "-c", "busybox unshare -U true && echo unshare=allowed || echo unshare=denied"],
+        name="unconfined", linux=api_pb2.LinuxContainerConfig(
+            security_context=api_pb2.LinuxContainerSecurityContext(
+                namespace_options=api_pb2.NamespaceOption(pid=api_pb2.CONTAINER),
+                seccomp=api_pb2.SecurityProfile(
+                    profile_type=api_pb2.SecurityProfile.Unconfined))))
+    assert [c for st, _, c in records if st == "stdout"] == [b"unshare=allowed"], records
+
+
+def test_bad_security_settings_fail_cleanly(daemon, tmp_path):
+    pod = make_pod(daemon, tmp_path)
+    for security, code, words in [
+        (api_pb2.LinuxContainerSecurityContext(
+            capabilities=api_pb2.Capability(add_capabilities=["NO_SUCH_CAP"])),
+         grpc.StatusCode.INVALID_ARGUMENT, "NO_SUCH_CAP"),
+        (api_pb2.LinuxContainerSecurityContext(seccomp=api_pb2.SecurityProfile(
+            profile_type=api_pb2.SecurityProfile.Localhost,
+            localhost_ref=str(tmp_path / "missing-profile.json"))),
+         grpc.StatusCode.NOT_FOUND, "missing-profile.json"),
+    ]:
+        with pytest.raises(grpc.RpcError) as error:
+            create(daemon, pod, "bad", ["true"],
+                   linux=api_pb2.LinuxContainerConfig(security_context=security))
+        assert error.value.code() == code, error.value.details()
+        assert words in error.value.details()
+    assert len(call(daemon, "ListContainers", api_pb2.ListContainersRequest(),
+                    api_pb2.ListContainersResponse).containers) == 0
+    assert os.listdir(os.path.join(daemon.root, "containers")) == []
