@@ -244,35 +244,16 @@ void KeeperLink::send(const KeeperRecord& record, int fd) {
 }
 
 KeeperLink::SendResult KeeperLink::sendNow(const uint8_t* bytes, int fd) {
-  iovec io{const_cast<uint8_t*>(bytes), kRecordSize};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr message{};
-  message.msg_iov = &io;
-  message.msg_iovlen = 1;
-  if (fd >= 0) {
-    message.msg_control = control;
-    message.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&message);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  const int error = sendRecordMessage(fd_.get(), bytes, fd);
+  if (error == 0) return SendResult::kSent;
+  if (error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS) return SendResult::kBlocked;
+  if (error == ETOOMANYREFS) {
+    if (!retry_) retry_ = loop::Timer::create(loop_, "keeper send retry");
+    retry_->start(kSendRetryMs, 0, [this] { drainQueue(); });
+    return SendResult::kBlocked;
   }
-  for (;;) {
-    const ssize_t n = ::sendmsg(fd_.get(), &message, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n == static_cast<ssize_t>(kRecordSize)) return SendResult::kSent;
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
-      return SendResult::kBlocked;
-    }
-    if (n < 0 && errno == ETOOMANYREFS) {
-      if (!retry_) retry_ = loop::Timer::create(loop_, "keeper send retry");
-      retry_->start(kSendRetryMs, 0, [this] { drainQueue(); });
-      return SendResult::kBlocked;
-    }
-    lose(n < 0 ? std::strerror(errno) : "short send");
-    return SendResult::kFailed;
-  }
+  lose(error == EMSGSIZE ? "short send" : std::strerror(error));
+  return SendResult::kFailed;
 }
 
 void KeeperLink::drainQueue() {

@@ -777,36 +777,17 @@ void Keeper::flush() {
 Keeper::SendResult Keeper::send(const KeeperRecord& record, int fd) {
   uint8_t data[kRecordSize];
   encodeRecord(record, data);
-  iovec io{data, sizeof data};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr message{};
-  message.msg_iov = &io;
-  message.msg_iovlen = 1;
-  if (fd >= 0) {
-    message.msg_control = control;
-    message.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&message);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  const int error = sendRecordMessage(socket_, data, fd);
+  if (error == 0) return SendResult::kSent;
+  if (error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS) return SendResult::kBlocked;
+  if (error == ETOOMANYREFS) {
+    retrySendAtMs_ = monotonicMs() + kSendRetryMs;
+    return SendResult::kBlocked;
   }
-  for (;;) {
-    const ssize_t n = ::sendmsg(socket_, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n == static_cast<ssize_t>(sizeof data)) return SendResult::kSent;
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
-      return SendResult::kBlocked;
-    }
-    if (n < 0 && errno == ETOOMANYREFS) {
-      retrySendAtMs_ = monotonicMs() + kSendRetryMs;
-      return SendResult::kBlocked;
-    }
-    if (n < 0 && errno != EPIPE && errno != ECONNRESET) {
-      logLine("warning", "sending to the daemon: %s", errorText(errno));
-    }
-    return SendResult::kBroken;
+  if (error != EPIPE && error != ECONNRESET) {
+    logLine("warning", "sending to the daemon: %s", errorText(error));
   }
+  return SendResult::kBroken;
 }
 
 void Keeper::closeSocket() {

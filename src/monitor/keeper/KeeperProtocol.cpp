@@ -1,5 +1,9 @@
 #include "monitor/keeper/KeeperProtocol.h"
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
 #include <cstring>
 
 namespace monocri::monitor {
@@ -200,6 +204,29 @@ const char* refusalReasonText(RefusalReason reason) {
       break;
   }
   return "unknown reason";
+}
+
+int sendRecordMessage(int socket, const uint8_t* record, int fd) {
+  iovec io{const_cast<uint8_t*>(record), kRecordSize};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr message{};
+  message.msg_iov = &io;
+  message.msg_iovlen = 1;
+  if (fd >= 0) {
+    message.msg_control = control;
+    message.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&message);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  for (;;) {
+    const ssize_t n = ::sendmsg(socket, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n == static_cast<ssize_t>(kRecordSize)) return 0;
+    if (n < 0 && errno == EINTR) continue;
+    return n < 0 ? errno : EMSGSIZE;
+  }
 }
 
 }  // namespace monocri::monitor

@@ -101,6 +101,11 @@ struct KeeperRecord {
 // Fills exactly kRecordSize bytes.
 void encodeRecord(const KeeperRecord& record, uint8_t* out);
 
+// Sends one encoded record (kRecordSize bytes) on the non-blocking SOCK_SEQPACKET `socket`, with
+// `fd` attached (SCM_RIGHTS) when it is >= 0. Returns 0 when the whole record went, else the
+// errno (EINTR retried here; a short send is EMSGSIZE). Both ends of the link use it.
+int sendRecordMessage(int socket, const uint8_t* record, int fd);
+
 // Validates one received datagram of `size` bytes that came with `fdCount` descriptors. Returns
 // null and fills `out`, or a static string saying what is wrong; `out` then holds what could be
 // read before the fault (type, owner, pid), for a refusal to name.
