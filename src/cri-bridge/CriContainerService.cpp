@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "api.pb.h"
+#include "cri-bridge/CriMethods.h"
 #include "pods/ContainerManager.h"
 #include "pods/PodManager.h"
 
@@ -17,12 +18,6 @@ using grpc::StatusCode;
 using grpc::UnaryResponder;
 
 namespace {
-
-constexpr std::string_view kRuntimeService = "/runtime.v1.RuntimeService/";
-
-std::string path(std::string_view method) {
-  return std::string(kRuntimeService) + std::string(method);
-}
 
 v1::ContainerState criState(pods::ContainerState state) {
   switch (state) {
@@ -53,7 +48,7 @@ CriContainerService::CriContainerService(grpc::GrpcServer& server,
                                          pods::ContainerManager& containers, pods::PodManager& pods)
     : containers_(containers), pods_(pods) {
   server.addUnary<v1::CreateContainerRequest, v1::CreateContainerResponse>(
-      path("CreateContainer"),
+      runtimeMethod("CreateContainer"),
       [this](v1::CreateContainerRequest&& request, UnaryResponder<v1::CreateContainerResponse> r) {
         if (request.pod_sandbox_id().empty() || !request.has_config()) {
           return r.fail(Status(StatusCode::kInvalidArgument,
@@ -70,7 +65,7 @@ CriContainerService::CriContainerService(grpc::GrpcServer& server,
       });
 
   server.addUnary<v1::StartContainerRequest, v1::StartContainerResponse>(
-      path("StartContainer"),
+      runtimeMethod("StartContainer"),
       [this](v1::StartContainerRequest&& request, UnaryResponder<v1::StartContainerResponse> r) {
         if (Status s = needId(request.container_id()); !s.isOk()) return r.fail(s);
         auto responder = share(r);
@@ -81,7 +76,7 @@ CriContainerService::CriContainerService(grpc::GrpcServer& server,
       });
 
   server.addUnary<v1::StopContainerRequest, v1::StopContainerResponse>(
-      path("StopContainer"),
+      runtimeMethod("StopContainer"),
       [this](v1::StopContainerRequest&& request, UnaryResponder<v1::StopContainerResponse> r) {
         if (Status s = needId(request.container_id()); !s.isOk()) return r.fail(s);
         auto responder = share(r);
@@ -92,7 +87,7 @@ CriContainerService::CriContainerService(grpc::GrpcServer& server,
       });
 
   server.addUnary<v1::RemoveContainerRequest, v1::RemoveContainerResponse>(
-      path("RemoveContainer"),
+      runtimeMethod("RemoveContainer"),
       [this](v1::RemoveContainerRequest&& request, UnaryResponder<v1::RemoveContainerResponse> r) {
         if (Status s = needId(request.container_id()); !s.isOk()) return r.fail(s);
         auto responder = share(r);
@@ -103,15 +98,16 @@ CriContainerService::CriContainerService(grpc::GrpcServer& server,
       });
 
   server.addUnary<v1::ReopenContainerLogRequest, v1::ReopenContainerLogResponse>(
-      path("ReopenContainerLog"), [this](v1::ReopenContainerLogRequest&& request,
-                                         UnaryResponder<v1::ReopenContainerLogResponse> r) {
+      runtimeMethod("ReopenContainerLog"),
+      [this](v1::ReopenContainerLogRequest&& request,
+             UnaryResponder<v1::ReopenContainerLogResponse> r) {
         if (Status s = needId(request.container_id()); !s.isOk()) return r.fail(s);
         if (Status s = containers_.reopenLog(request.container_id()); !s.isOk()) return r.fail(s);
         r.finish(v1::ReopenContainerLogResponse());
       });
 
   server.addUnary<v1::ContainerStatusRequest, v1::ContainerStatusResponse>(
-      path("ContainerStatus"),
+      runtimeMethod("ContainerStatus"),
       [this](v1::ContainerStatusRequest&& request, UnaryResponder<v1::ContainerStatusResponse> r) {
         if (Status s = needId(request.container_id()); !s.isOk()) return r.fail(s);
         const pods::Container* c = containers_.find(request.container_id());
@@ -145,7 +141,7 @@ CriContainerService::CriContainerService(grpc::GrpcServer& server,
       });
 
   server.addUnary<v1::ListContainersRequest, v1::ListContainersResponse>(
-      path("ListContainers"),
+      runtimeMethod("ListContainers"),
       [this](v1::ListContainersRequest&& request, UnaryResponder<v1::ListContainersResponse> r) {
         v1::ListContainersResponse response;
         for (const pods::Container* c : containers_.list(request.filter())) {

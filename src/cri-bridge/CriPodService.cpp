@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "api.pb.h"
+#include "cri-bridge/CriMethods.h"
 #include "pods/PodManager.h"
 
 namespace monocri::cri {
@@ -15,12 +16,6 @@ using grpc::StatusCode;
 using grpc::UnaryResponder;
 
 namespace {
-
-constexpr std::string_view kRuntimeService = "/runtime.v1.RuntimeService/";
-
-std::string path(std::string_view method) {
-  return std::string(kRuntimeService) + std::string(method);
-}
 
 v1::PodSandboxState stateOf(const pods::PodSandbox& pod) {
   return pod.state == pods::PodState::kReady ? v1::SANDBOX_READY : v1::SANDBOX_NOTREADY;
@@ -35,7 +30,7 @@ Status needId(const std::string& id) {
 
 CriPodService::CriPodService(grpc::GrpcServer& server, pods::PodManager& pods) : pods_(pods) {
   server.addUnary<v1::RunPodSandboxRequest, v1::RunPodSandboxResponse>(
-      path("RunPodSandbox"),
+      runtimeMethod("RunPodSandbox"),
       [this](v1::RunPodSandboxRequest&& request, UnaryResponder<v1::RunPodSandboxResponse> r) {
         if (!request.has_config()) {
           return r.fail(Status(StatusCode::kInvalidArgument, "RunPodSandbox needs a config"));
@@ -51,7 +46,7 @@ CriPodService::CriPodService(grpc::GrpcServer& server, pods::PodManager& pods) :
       });
 
   server.addUnary<v1::StopPodSandboxRequest, v1::StopPodSandboxResponse>(
-      path("StopPodSandbox"),
+      runtimeMethod("StopPodSandbox"),
       [this](v1::StopPodSandboxRequest&& request, UnaryResponder<v1::StopPodSandboxResponse> r) {
         if (Status s = needId(request.pod_sandbox_id()); !s.isOk()) return r.fail(s);
         auto responder = std::make_shared<UnaryResponder<v1::StopPodSandboxResponse>>(std::move(r));
@@ -62,8 +57,8 @@ CriPodService::CriPodService(grpc::GrpcServer& server, pods::PodManager& pods) :
       });
 
   server.addUnary<v1::RemovePodSandboxRequest, v1::RemovePodSandboxResponse>(
-      path("RemovePodSandbox"), [this](v1::RemovePodSandboxRequest&& request,
-                                       UnaryResponder<v1::RemovePodSandboxResponse> r) {
+      runtimeMethod("RemovePodSandbox"), [this](v1::RemovePodSandboxRequest&& request,
+                                                UnaryResponder<v1::RemovePodSandboxResponse> r) {
         if (Status s = needId(request.pod_sandbox_id()); !s.isOk()) return r.fail(s);
         auto responder =
             std::make_shared<UnaryResponder<v1::RemovePodSandboxResponse>>(std::move(r));
@@ -74,8 +69,8 @@ CriPodService::CriPodService(grpc::GrpcServer& server, pods::PodManager& pods) :
       });
 
   server.addUnary<v1::PodSandboxStatusRequest, v1::PodSandboxStatusResponse>(
-      path("PodSandboxStatus"), [this](v1::PodSandboxStatusRequest&& request,
-                                       UnaryResponder<v1::PodSandboxStatusResponse> r) {
+      runtimeMethod("PodSandboxStatus"), [this](v1::PodSandboxStatusRequest&& request,
+                                                UnaryResponder<v1::PodSandboxStatusResponse> r) {
         if (Status s = needId(request.pod_sandbox_id()); !s.isOk()) return r.fail(s);
         const pods::PodSandbox* pod = pods_.find(request.pod_sandbox_id());
         if (pod == nullptr) {
@@ -107,7 +102,7 @@ CriPodService::CriPodService(grpc::GrpcServer& server, pods::PodManager& pods) :
       });
 
   server.addUnary<v1::ListPodSandboxRequest, v1::ListPodSandboxResponse>(
-      path("ListPodSandbox"),
+      runtimeMethod("ListPodSandbox"),
       [this](v1::ListPodSandboxRequest&& request, UnaryResponder<v1::ListPodSandboxResponse> r) {
         v1::ListPodSandboxResponse response;
         for (const pods::PodSandbox* pod : pods_.list(request.filter())) {

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "api.pb.h"
+#include "cri-bridge/CriMethods.h"
 #include "net/PodNetwork.h"
 #include "oci/OciRuntimeBinary.h"
 
@@ -19,8 +20,6 @@ using grpc::StatusCode;
 using grpc::UnaryResponder;
 
 namespace {
-
-constexpr std::string_view kRuntimeService = "/runtime.v1.RuntimeService/";
 
 uint64_t nowMs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -44,12 +43,9 @@ CriService::CriService(grpc::GrpcServer& server, CriServiceOptions options,
       runtime_(runtime),
       network_(network),
       startedAtMs_(nowMs()) {
-  auto path = [](std::string_view method) {
-    return std::string(kRuntimeService) + std::string(method);
-  };
-
   server_.addUnary<v1::VersionRequest, v1::VersionResponse>(
-      path("Version"), [this](v1::VersionRequest&&, UnaryResponder<v1::VersionResponse> r) {
+      runtimeMethod("Version"),
+      [this](v1::VersionRequest&&, UnaryResponder<v1::VersionResponse> r) {
         v1::VersionResponse response;
         response.set_version(kKubeletApiVersion);
         response.set_runtime_name(kRuntimeName);
@@ -59,7 +55,8 @@ CriService::CriService(grpc::GrpcServer& server, CriServiceOptions options,
       });
 
   server_.addUnary<v1::StatusRequest, v1::StatusResponse>(
-      path("Status"), [this](v1::StatusRequest&& request, UnaryResponder<v1::StatusResponse> r) {
+      runtimeMethod("Status"),
+      [this](v1::StatusRequest&& request, UnaryResponder<v1::StatusResponse> r) {
         v1::StatusResponse response;
         auto* status = response.mutable_status();
 
@@ -91,7 +88,7 @@ CriService::CriService(grpc::GrpcServer& server, CriServiceOptions options,
       });
 
   server_.addUnary<v1::RuntimeConfigRequest, v1::RuntimeConfigResponse>(
-      path("RuntimeConfig"),
+      runtimeMethod("RuntimeConfig"),
       [](v1::RuntimeConfigRequest&&, UnaryResponder<v1::RuntimeConfigResponse> r) {
         v1::RuntimeConfigResponse response;
         response.mutable_linux()->set_cgroup_driver(v1::CgroupDriver::CGROUPFS);
@@ -99,8 +96,9 @@ CriService::CriService(grpc::GrpcServer& server, CriServiceOptions options,
       });
 
   server_.addUnary<v1::UpdateRuntimeConfigRequest, v1::UpdateRuntimeConfigResponse>(
-      path("UpdateRuntimeConfig"), [this](v1::UpdateRuntimeConfigRequest&& request,
-                                          UnaryResponder<v1::UpdateRuntimeConfigResponse> r) {
+      runtimeMethod("UpdateRuntimeConfig"),
+      [this](v1::UpdateRuntimeConfigRequest&& request,
+             UnaryResponder<v1::UpdateRuntimeConfigResponse> r) {
         const std::string& cidr = request.runtime_config().network_config().pod_cidr();
         const std::string previous = network_.podCidr();
         if (std::string error = network_.setPodCidr(cidr); !error.empty()) {
