@@ -131,6 +131,7 @@ nlohmann::json CriService::verboseInfo() const {
            {"callsFailed", stats.callsFailed},
        }},
       {"network", {{"podCIDR", network_.podCidr()}}},
+      {"ociRuntime", options_.runtimeCallStats ? options_.runtimeCallStats() : nlohmann::json()},
   };
 }
 

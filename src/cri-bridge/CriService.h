@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -28,6 +29,9 @@ struct CriServiceOptions {
   std::string runtimeVersion;  // monocri's version
   std::string gitCommit;
   nlohmann::json config;  // effective configuration, shown by verbose Status
+  // The OCI runtime client's counters (calls, time inside the runtime), shown by verbose Status:
+  // what the start-latency benchmark subtracts to get the daemon's own share.
+  std::function<nlohmann::json()> runtimeCallStats;
 };
 
 class CriService {

@@ -129,9 +129,16 @@ int Daemon::run() {
   }
   images_->setInUseCheck(
       [this](const oci::Digest& imageId) { return rootfs_->containersUsing(imageId); });
-  cri_ = std::make_unique<cri::CriService>(
-      server_, cri::CriServiceOptions{kVersion, kGitCommit, configToJson(config_)}, runtime_,
-      network_);
+  cri::CriServiceOptions criOptions;
+  criOptions.runtimeVersion = kVersion;
+  criOptions.gitCommit = kGitCommit;
+  criOptions.config = configToJson(config_);
+  criOptions.runtimeCallStats = [this] {
+    return nlohmann::json{{"callsFinished", runtimeClient_->callsFinished()},
+                          {"callsInFlight", runtimeClient_->callsInFlight()},
+                          {"runtimeNanos", runtimeClient_->runtimeNanos()}};
+  };
+  cri_ = std::make_unique<cri::CriService>(server_, std::move(criOptions), runtime_, network_);
   health_ = std::make_unique<cri::HealthService>(server_);
   criImages_ = std::make_unique<cri::CriImageService>(server_, *images_);
   criPods_ = std::make_unique<cri::CriPodService>(server_, *pods_);

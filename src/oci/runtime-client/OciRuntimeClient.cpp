@@ -148,6 +148,7 @@ void OciRuntimeClient::run(std::vector<std::string> args, RuntimeInvocation invo
                                         outcome = std::move(outcome)]() mutable {
           calls_.erase(callId);
           runtimeNanos_ += outcome.elapsedNs;
+          ++callsFinished_;
           finished(std::move(outcome));
         });
       });

@@ -70,6 +70,7 @@ class OciRuntimeClient {
   // Nanoseconds spent waiting for runtime processes, summed over calls (calls at once overlap,
   // so this can exceed wall time): what the start-latency benchmark subtracts.
   uint64_t runtimeNanos() const { return runtimeNanos_; }
+  uint64_t callsFinished() const { return callsFinished_; }
   size_t callsInFlight() const { return calls_.size(); }
   const std::string& root() const { return root_; }
 
@@ -100,6 +101,7 @@ class OciRuntimeClient {
   uint64_t nextCall_ = 1;
   std::unordered_map<uint64_t, std::unique_ptr<RuntimeCall>> calls_;
   uint64_t runtimeNanos_ = 0;
+  uint64_t callsFinished_ = 0;
   loop::LifetimeGuard lifetime_;
 };
 
