@@ -11,54 +11,90 @@ namespace monocri::monitor {
 
 using state::UniqueFd;
 
+namespace {
+
+bool makePipe(UniqueFd& readEnd, UniqueFd& writeEnd, const char* what, std::string& error) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    error = fmt::format("pipe for the container's {}: {}", what, std::strerror(errno));
+    return false;
+  }
+  readEnd.reset(fds[0]);
+  writeEnd.reset(fds[1]);
+  return true;
+}
+
+}  // namespace
+
 std::unique_ptr<ContainerIo> ContainerIo::create(loop::Loop& loop,
                                                  std::unique_ptr<logging::LogWriter> writer,
-                                                 std::string& error) {
-  int out[2], err[2];
-  if (pipe2(out, O_CLOEXEC) != 0) {
-    error = fmt::format("pipe for the container's stdout: {}", std::strerror(errno));
+                                                 ContainerIoMode mode, std::string& error) {
+  std::unique_ptr<ContainerIo> io(new ContainerIo(loop, std::move(writer), mode));
+  if (mode.tty) return io;  // everything comes with the terminal
+  UniqueFd outRead, errRead;
+  if (!makePipe(outRead, io->stdoutWrite_, "stdout", error) ||
+      !makePipe(errRead, io->stderrWrite_, "stderr", error)) {
     return nullptr;
   }
-  if (pipe2(err, O_CLOEXEC) != 0) {
-    error = fmt::format("pipe for the container's stderr: {}", std::strerror(errno));
-    ::close(out[0]);
-    ::close(out[1]);
-    return nullptr;
-  }
-  UniqueFd outRead(out[0]), errRead(err[0]);
-  std::unique_ptr<ContainerIo> io(new ContainerIo(loop, std::move(writer)));
-  io->stdoutWrite_.reset(out[1]);
-  io->stderrWrite_.reset(err[1]);
-  if (!io->adoptReadEnds(outRead.release(), errRead.release(), error).isOk()) return nullptr;
+  if (mode.stdin && !makePipe(io->stdinRead_, io->stdinWrite_, "stdin", error)) return nullptr;
+  if (!io->adoptOutput(std::move(outRead), std::move(errRead), error).isOk()) return nullptr;
   return io;
 }
 
 std::unique_ptr<ContainerIo> ContainerIo::adopt(loop::Loop& loop,
                                                 std::unique_ptr<logging::LogWriter> writer,
-                                                UniqueFd stdoutRead, UniqueFd stderrRead,
-                                                std::string& error) {
-  std::unique_ptr<ContainerIo> io(new ContainerIo(loop, std::move(writer)));
-  if (!io->adoptReadEnds(stdoutRead.release(), stderrRead.release(), error).isOk()) {
+                                                ContainerIoFds fds, std::string& error) {
+  ContainerIoMode mode;
+  mode.tty = fds.terminal.valid();
+  mode.stdin = fds.stdinWrite.valid() || mode.tty;
+  std::unique_ptr<ContainerIo> io(new ContainerIo(loop, std::move(writer), mode));
+  if (mode.tty) {
+    if (!io->attachTerminal(std::move(fds.terminal), error).isOk()) return nullptr;
+    return io;
+  }
+  if (!fds.stdoutRead.valid() || !fds.stderrRead.valid()) {
+    error = "the container's stdout or stderr pipe was not given back";
+    return nullptr;
+  }
+  io->stdinWrite_ = std::move(fds.stdinWrite);
+  if (!io->adoptOutput(std::move(fds.stdoutRead), std::move(fds.stderrRead), error).isOk()) {
     return nullptr;
   }
   return io;
 }
 
-grpc::Status ContainerIo::adoptReadEnds(int stdoutFd, int stderrFd, std::string& error) {
+grpc::Status ContainerIo::adoptOutput(UniqueFd stdoutFd, UniqueFd stderrFd, std::string& error) {
   int rc = 0;
-  stdout_ = loop::PipeStream::adopt(loop_, stdoutFd, &rc);
+  stdout_ = loop::PipeStream::adopt(loop_, stdoutFd.get(), &rc);
   if (!stdout_) {
-    ::close(stderrFd);
     error = fmt::format("reading the container's stdout: {}", uv_strerror(rc));
     return grpc::Status(grpc::StatusCode::kInternal, error);
   }
-  stderr_ = loop::PipeStream::adopt(loop_, stderrFd, &rc);
+  stdoutFd.release();  // the stream owns it now
+  stderr_ = loop::PipeStream::adopt(loop_, stderrFd.get(), &rc);
   if (!stderr_) {
     error = fmt::format("reading the container's stderr: {}", uv_strerror(rc));
     return grpc::Status(grpc::StatusCode::kInternal, error);
   }
+  stderrFd.release();
   stdout_->setLabel("container stdout");
   stderr_->setLabel("container stderr");
+  return grpc::Status::ok();
+}
+
+grpc::Status ContainerIo::attachTerminal(UniqueFd master, std::string& error) {
+  if (!mode_.tty || stdout_) {
+    error = "a terminal for a container that has no tty, or has one already";
+    return grpc::Status(grpc::StatusCode::kInternal, error);
+  }
+  int rc = 0;
+  stdout_ = loop::PipeStream::adopt(loop_, master.get(), &rc);
+  if (!stdout_) {
+    error = fmt::format("reading the container's terminal: {}", uv_strerror(rc));
+    return grpc::Status(grpc::StatusCode::kInternal, error);
+  }
+  master.release();
+  stdout_->setLabel("container terminal");
   return grpc::Status::ok();
 }
 
@@ -67,26 +103,55 @@ ContainerIo::~ContainerIo() = default;
 void ContainerIo::closeContainerEnds() {
   stdoutWrite_.reset();
   stderrWrite_.reset();
+  stdinRead_.reset();
 }
 
-int ContainerIo::stdoutReadFd() const {
-  return stdout_ ? stdout_->fd() : -1;
+std::vector<std::pair<HeldStream, int>> ContainerIo::heldFds() const {
+  std::vector<std::pair<HeldStream, int>> held;
+  if (mode_.tty) {
+    if (stdout_) held.emplace_back(HeldStream::kTerminal, stdout_->fd());
+    return held;
+  }
+  if (stdout_) held.emplace_back(HeldStream::kStdout, stdout_->fd());
+  if (stderr_) held.emplace_back(HeldStream::kStderr, stderr_->fd());
+  if (stdinWrite_.valid()) held.emplace_back(HeldStream::kStdin, stdinWrite_.get());
+  return held;
 }
-int ContainerIo::stderrReadFd() const {
-  return stderr_ ? stderr_->fd() : -1;
+
+int ContainerIo::stdinFd() const {
+  if (!mode_.stdin) return -1;
+  if (mode_.tty) return stdout_ ? stdout_->fd() : -1;
+  return stdinWrite_.get();
+}
+
+void ContainerIo::closeStdin() {
+  if (mode_.tty) {
+    // The terminal is also the output: end of input is what a user types for it (VEOF, ^D).
+    // Best effort: a terminal whose input queue is full has a reader that is not reading.
+    const int fd = stdinFd();
+    [[maybe_unused]] const ssize_t written = fd >= 0 ? ::write(fd, "\x04", 1) : 0;
+    return;
+  }
+  stdinWrite_.reset();
 }
 
 void ContainerIo::start(std::function<void()> drained) {
   drained_ = std::move(drained);
-  openStreams_ = 2;
+  openStreams_ = (stdout_ ? 1 : 0) + (stderr_ ? 1 : 0);
   for (auto [stream, which] : {std::pair{stdout_.get(), logging::LogStream::kStdout},
                                {stderr_.get(), logging::LogStream::kStderr}}) {
+    if (stream == nullptr) continue;
     const int rc = stream->startReading(
         [this, which](std::string_view bytes) {
           if (writer_) writer_->write(which, bytes);
         },
         [this](int) { streamEnded(); });
     if (rc != 0) streamEnded();
+  }
+  if (openStreams_ == 0 && drained_) {
+    auto done = std::move(drained_);
+    drained_ = nullptr;
+    done();
   }
 }
 

@@ -1,12 +1,16 @@
-// A container's stdout and stderr: the pipes the OCI runtime hands to the container, read by
-// the loop into the container's CRI log writer. The read ends stay with the daemon (and a
-// duplicate with the keeper, so that a daemon restart never leaves the container writing into
-// a pipe without a reader).
+// A container's stdio: the pipes (or, for a tty container, the pty master the OCI runtime sends
+// over its console socket) the loop reads into the container's CRI log writer, and the write
+// end of its stdin when it has one. The daemon's ends are duplicated in the keeper, so that a
+// daemon restart never leaves the container writing into a pipe without a reader, nor sees its
+// stdin closed under it.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "logging/LogWriter.h"
 #include "loop/Loop.h"
@@ -15,47 +19,75 @@
 
 namespace monocri::monitor {
 
+// What the keeper holds for a container, by tag (the tag travels in the keeper protocol).
+enum class HeldStream : uint32_t { kStdout = 1, kStderr = 2, kStdin = 3, kTerminal = 4 };
+
+struct ContainerIoMode {
+  bool tty = false;    // output and input through a pty (stdout only, as the CRI log has it)
+  bool stdin = false;  // the container's stdin stays open for attach; else /dev/null
+};
+
+// The daemon's ends, as the keeper gives them back after a restart.
+struct ContainerIoFds {
+  state::UniqueFd stdoutRead, stderrRead, stdinWrite, terminal;
+};
+
 class ContainerIo {
  public:
-  // New pipes for a container about to be created. `writer` may be null (no log path).
+  // Pipes for a container about to be created (for a tty: only the mode; the terminal comes
+  // with attachTerminal()). `writer` may be null (no log path).
   static std::unique_ptr<ContainerIo> create(loop::Loop& loop,
                                              std::unique_ptr<logging::LogWriter> writer,
-                                             std::string& error);
-  // The read ends of an existing container (given back by the keeper after a restart).
+                                             ContainerIoMode mode, std::string& error);
+  // The daemon's ends of an existing container (given back by the keeper after a restart).
+  // Either a terminal or both output pipes are required.
   static std::unique_ptr<ContainerIo> adopt(loop::Loop& loop,
                                             std::unique_ptr<logging::LogWriter> writer,
-                                            state::UniqueFd stdoutRead, state::UniqueFd stderrRead,
-                                            std::string& error);
+                                            ContainerIoFds fds, std::string& error);
   ~ContainerIo();
   ContainerIo(const ContainerIo&) = delete;
   ContainerIo& operator=(const ContainerIo&) = delete;
 
-  // For the runtime's create: the container's ends. Closed by closeContainerEnds() once the
-  // runtime has them, so that the container's exit ends the pipes.
+  const ContainerIoMode& mode() const { return mode_; }
+
+  // For the runtime's create: the container's ends (-1 where it has none: /dev/null, or the pty
+  // for a tty container). Closed by closeContainerEnds() once the runtime has them, so that the
+  // container's exit ends the pipes.
   int stdoutWriteFd() const { return stdoutWrite_.get(); }
   int stderrWriteFd() const { return stderrWrite_.get(); }
+  int stdinReadFd() const { return stdinRead_.get(); }
   void closeContainerEnds();
-  // For the keeper: our ends, duplicated there.
-  int stdoutReadFd() const;
-  int stderrReadFd() const;
+  // A tty container's pty master, received from the runtime's console socket.
+  grpc::Status attachTerminal(state::UniqueFd master, std::string& error);
 
-  // Starts reading. `drained` runs once both pipes reached their end (every writer, the
-  // container and whatever it left behind holding them, is gone).
+  // Our ends, for the keeper to duplicate and hold.
+  std::vector<std::pair<HeldStream, int>> heldFds() const;
+
+  // Starts reading. `drained` runs once the output reached its end (every writer, the
+  // container and whatever it left behind holding it, is gone).
   void start(std::function<void()> drained);
   bool drained() const { return openStreams_ == 0; }
+
+  // Where input for the container goes (the stdin pipe or the terminal); -1 without stdin.
+  int stdinFd() const;
+  // stdin_once: the container sees end of input (the keeper's copy must be released too).
+  void closeStdin();
 
   logging::LogWriter* writer() { return writer_.get(); }
 
  private:
-  ContainerIo(loop::Loop& loop, std::unique_ptr<logging::LogWriter> writer)
-      : loop_(loop), writer_(std::move(writer)) {}
-  grpc::Status adoptReadEnds(int stdoutFd, int stderrFd, std::string& error);
+  ContainerIo(loop::Loop& loop, std::unique_ptr<logging::LogWriter> writer, ContainerIoMode mode)
+      : loop_(loop), writer_(std::move(writer)), mode_(mode) {}
+  grpc::Status adoptOutput(state::UniqueFd stdoutFd, state::UniqueFd stderrFd, std::string& error);
   void streamEnded();
 
   loop::Loop& loop_;
   std::unique_ptr<logging::LogWriter> writer_;
+  ContainerIoMode mode_;
+  // Output read by the loop: stdout_ is the pty master for a tty container.
   loop::HandlePtr<loop::PipeStream> stdout_, stderr_;
-  state::UniqueFd stdoutWrite_, stderrWrite_;
+  state::UniqueFd stdoutWrite_, stderrWrite_, stdinRead_;  // the container's ends, until created
+  state::UniqueFd stdinWrite_;                             // ours (not for a tty)
   int openStreams_ = 0;
   std::function<void()> drained_;
 };

@@ -134,8 +134,8 @@ void ExitMonitor::hold(const std::string& owner, uint32_t tag, int fd) {
   if (keeper_ && fd >= 0) keeper_->hold(owner, tag, fd);
 }
 
-void ExitMonitor::release(const std::string& owner) {
-  if (keeper_) keeper_->release(owner);
+void ExitMonitor::release(const std::string& owner, uint32_t tag) {
+  if (keeper_) keeper_->release(owner, tag);
 }
 
 }  // namespace monocri::monitor

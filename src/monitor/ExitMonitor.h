@@ -47,7 +47,8 @@ class ExitMonitor {
   // The keeper holds a duplicate of `fd` (a container's stdio) for `owner` until release():
   // nothing without a keeper.
   void hold(const std::string& owner, uint32_t tag, int fd);
-  void release(const std::string& owner);
+  // Tag 0: every descriptor held for `owner`, else only the one held with `tag`.
+  void release(const std::string& owner, uint32_t tag = 0);
   // Exits that arrived for owners nobody tracks (yet): the keeper's replay after a restart.
   void setUnclaimedHandler(std::function<void(const std::string& owner, const ExitInfo&)> handler) {
     unclaimed_ = std::move(handler);

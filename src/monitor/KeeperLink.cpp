@@ -181,9 +181,10 @@ void KeeperLink::hold(const std::string& owner, uint32_t tag, int fd) {
   send(record, fd);
 }
 
-void KeeperLink::release(const std::string& owner) {
+void KeeperLink::release(const std::string& owner, uint32_t tag) {
   KeeperRecord record;
   record.type = RecordType::kRelease;
+  record.tag = tag;
   if (!Owner::parse(owner, record.owner)) {
     spdlog::error("keeper: cannot release '{}': invalid owner", owner);
     return;

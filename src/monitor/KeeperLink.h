@@ -76,8 +76,8 @@ class KeeperLink {
   // Gives the keeper a duplicate of `fd` to hold for `owner`: the caller keeps its own. One
   // descriptor per (owner, tag): holding another with the same tag replaces it.
   void hold(const std::string& owner, uint32_t tag, int fd);
-  // The keeper closes every descriptor it holds for `owner`.
-  void release(const std::string& owner);
+  // The keeper closes the descriptor it holds for `owner` with `tag` (0: all of them).
+  void release(const std::string& owner, uint32_t tag = 0);
   // Exits of `pid` belong to `owner` (a pid that already exited is reported at once).
   void track(const std::string& owner, pid_t pid);
   // The daemon has persisted that exit: the keeper forgets it and removes its record.

@@ -21,8 +21,8 @@ namespace {
 
 constexpr size_t kMaxImageConfigBytes = 8 << 20;
 // Keeper tags of a container's held descriptors.
-constexpr uint32_t kStdoutTag = 1;
-constexpr uint32_t kStderrTag = 2;
+// After `runtime create` succeeded, the terminal it sent is read on the next loop turns.
+constexpr uint64_t kTerminalWaitMs = 5000;
 
 int64_t nowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -199,11 +199,6 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
       !s.isOk()) {
     return done(s, "");
   }
-  if (config.tty() || config.stdin()) {
-    return done(Status(StatusCode::kUnimplemented,
-                       "tty and stdin containers are not supported by monocri yet"),
-                "");
-  }
 
   auto container = std::make_unique<Container>();
   container->podId = podId;
@@ -336,15 +331,41 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
                 if (!writer) return failCreate(id, Status(StatusCode::kInternal, error));
               }
               std::string error;
-              c.io = monitor::ContainerIo::create(loop_, std::move(writer), error);
+              c.io = monitor::ContainerIo::create(loop_, std::move(writer),
+                                                  {c.config.tty(), c.config.stdin()}, error);
               if (!c.io) return failCreate(id, Status(StatusCode::kInternal, error));
 
               oci::RuntimeCreateOptions create;
               create.id = id;
               create.bundle = job->bundle;
               create.pidFile = job->bundle + "/pid";
+              create.stdinFd = c.io->stdinReadFd();
               create.stdoutFd = c.io->stdoutWriteFd();
               create.stderrFd = c.io->stderrWriteFd();
+              if (c.config.tty()) {
+                // Short on purpose: a unix socket path holds at most 107 bytes.
+                const std::string dir = options_.runRoot + "/cs";
+                if (std::string e = state::makeDirectories(dir, 0700); !e.empty()) {
+                  return failCreate(id, Status(StatusCode::kInternal, e));
+                }
+                c.console = oci::ConsoleSocket::listen(loop_, dir + "/" + id.substr(0, 16), error);
+                if (!c.console) {
+                  return failCreate(
+                      id, Status(StatusCode::kInternal, "the terminal's console socket: " + error));
+                }
+                create.consoleSocket = c.console->path();
+                c.console->receive([this, id](state::UniqueFd master, std::string error) {
+                  auto it = containers_.find(id);
+                  if (it == containers_.end()) return;
+                  Container& c = *it->second;
+                  c.console.reset();
+                  if (!master.valid() || !c.io->attachTerminal(std::move(master), error).isOk()) {
+                    return failCreate(
+                        id, Status(StatusCode::kInternal, "the container's terminal: " + error));
+                  }
+                  runtimeCreated(id);
+                });
+              }
               runtime_.create(
                   create, [this, id, alive = lifetime_.watch()](Status status, pid_t pid) {
                     if (alive.expired()) return;
@@ -354,24 +375,38 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
                     Container& c = *it->second;
                     c.pid = pid;
                     c.io->closeContainerEnds();
-                    exits_.hold(id, kStdoutTag, c.io->stdoutReadFd());
-                    exits_.hold(id, kStderrTag, c.io->stderrReadFd());
-                    exits_.track(id, pid,
-                                 [this, id](const monitor::ExitInfo& exit) { exited(id, exit); });
-                    c.io->start([this, id] {
-                      auto it = containers_.find(id);
-                      if (it != containers_.end() && it->second->io && it->second->io->writer()) {
-                        it->second->io->writer()->finish();
-                      }
-                    });
-                    c.state = ContainerState::kCreated;
-                    if (Status s = persist(c); !s.isOk()) return failCreate(id, s);
-                    spdlog::info("container {} ({}) created in pod {}", id,
-                                 c.config.metadata().name(), c.podId);
-                    finishCreate(c.key(), Status::ok(), id);
+                    if (c.console) {
+                      // The runtime sent the terminal before it exited: it is on its way.
+                      c.consoleTimer = loop::Timer::create(loop_, "terminal wait");
+                      c.consoleTimer->start(kTerminalWaitMs, 0, [this, id] {
+                        failCreate(id, Status(StatusCode::kInternal,
+                                              "the OCI runtime created a tty container but sent "
+                                              "no terminal to its console socket"));
+                      });
+                    }
+                    runtimeCreated(id);
                   });
             });
       });
+}
+
+// Both halves of a create are done: the runtime's (pid known) and, for a tty container, the
+// terminal's. From here the container is supervised: held by the keeper, tracked, read.
+void ContainerManager::runtimeCreated(const std::string& id) {
+  auto it = containers_.find(id);
+  if (it == containers_.end()) return;
+  Container& c = *it->second;
+  if (c.pid <= 0 || c.console || c.state != ContainerState::kCreating) return;
+  c.consoleTimer.reset();
+  for (const auto& [tag, fd] : c.io->heldFds())
+    exits_.hold(id, static_cast<uint32_t>(tag), fd);
+  c.tracked = true;
+  exits_.track(id, c.pid, [this, id](const monitor::ExitInfo& exit) { exited(id, exit); });
+  startIo(c);
+  c.state = ContainerState::kCreated;
+  if (Status s = persist(c); !s.isOk()) return failCreate(id, s);
+  spdlog::info("container {} ({}) created in pod {}", id, c.config.metadata().name(), c.podId);
+  finishCreate(c.key(), Status::ok(), id);
 }
 
 void ContainerManager::startIo(Container& c) {
@@ -483,21 +518,30 @@ void ContainerManager::reconcile(const std::string& id) {
 
 void ContainerManager::adoptHeld(
     std::vector<std::pair<std::string, std::pair<uint32_t, int>>> held) {
-  std::map<std::string, std::pair<state::UniqueFd, state::UniqueFd>> byOwner;
+  std::map<std::string, monitor::ContainerIoFds> byOwner;
   for (auto& [owner, tagFd] : held) {
     auto& [tag, fd] = tagFd;
-    auto& pair = byOwner[owner];
-    if (tag == kStdoutTag) {
-      pair.first.reset(fd);
-    } else if (tag == kStderrTag) {
-      pair.second.reset(fd);
-    } else {
-      ::close(fd);
+    monitor::ContainerIoFds& fds = byOwner[owner];
+    switch (static_cast<monitor::HeldStream>(tag)) {
+      case monitor::HeldStream::kStdout:
+        fds.stdoutRead.reset(fd);
+        break;
+      case monitor::HeldStream::kStderr:
+        fds.stderrRead.reset(fd);
+        break;
+      case monitor::HeldStream::kStdin:
+        fds.stdinWrite.reset(fd);
+        break;
+      case monitor::HeldStream::kTerminal:
+        fds.terminal.reset(fd);
+        break;
+      default:
+        ::close(fd);
     }
   }
   for (auto& [owner, fds] : byOwner) {
     auto it = containers_.find(owner);
-    if (it == containers_.end() || it->second->io || !fds.first.valid() || !fds.second.valid()) {
+    if (it == containers_.end() || it->second->io) {
       spdlog::warn("the keeper held stdio of {}, which this daemon does not know: closed", owner);
       exits_.release(owner);
       continue;
@@ -509,8 +553,7 @@ void ContainerManager::adoptHeld(
       writer = logging::LogWriter::open(loop_, c.logPath, options_.log, error);
       if (!writer) spdlog::warn("container {}: log {}: {}", owner, c.logPath, error);
     }
-    c.io = monitor::ContainerIo::adopt(loop_, std::move(writer), std::move(fds.first),
-                                       std::move(fds.second), error);
+    c.io = monitor::ContainerIo::adopt(loop_, std::move(writer), std::move(fds), error);
     if (!c.io) {
       spdlog::warn("container {}: cannot read its output again: {}", owner, error);
       continue;
@@ -527,7 +570,11 @@ void ContainerManager::failCreate(const std::string& id, Status status) {
   if (it == containers_.end()) return;
   const std::string key = it->second->key();
   spdlog::warn("container {}: create failed: {}", id, status.message());
-  it->second->io.reset();
+  Container& c = *it->second;
+  if (c.pid > 0 && !c.tracked) {
+    // The runtime made it: its process is reaped when the forced delete below kills it.
+    exits_.track(id, c.pid, [this, id](const monitor::ExitInfo& exit) { exited(id, exit); });
+  }
   containers_.erase(it);
   exits_.release(id);
   // Nothing half-made stays: the runtime's container (if any), the rootfs, the dirs.

@@ -23,6 +23,7 @@
 #include "monitor/ExitMonitor.h"
 #include "oci/image/ContainerRootfs.h"
 #include "oci/image/ImageManager.h"
+#include "oci/runtime-client/ConsoleSocket.h"
 #include "oci/runtime-client/OciRuntimeClient.h"
 #include "oci/spec/ContainerSpec.h"
 #include "pods/PodManager.h"
@@ -51,6 +52,9 @@ struct Container {
 
   // Live parts.
   std::unique_ptr<monitor::ContainerIo> io;
+  std::unique_ptr<oci::ConsoleSocket> console;  // a tty container's, until its terminal came
+  loop::HandlePtr<loop::Timer> consoleTimer;
+  bool tracked = false;                                        // its pid is with the exit monitor
   std::vector<std::function<void(grpc::Status)>> stopWaiters;  // StopContainer calls waiting
   loop::HandlePtr<loop::Timer> killTimer;                      // SIGKILL after the timeout
 
@@ -101,6 +105,7 @@ class ContainerManager {
  private:
   void finishCreate(const std::string& key, grpc::Status status, const std::string& id);
   void failCreate(const std::string& id, grpc::Status status);
+  void runtimeCreated(const std::string& id);
   void exited(const std::string& id, const monitor::ExitInfo& exit);
   void reconcile(const std::string& id);
   void startIo(Container& container);

@@ -271,6 +271,46 @@ def test_containers_of_a_pod_share_its_pid_namespace(daemon, tmp_path):
     assert b"monocri-pod-init" in out or b"monocri-pod-ini" in out, out  # pid 1 is the pod's init
 
 
+def test_a_tty_container_writes_through_its_terminal(daemon, tmp_path):
+    """tty: true: the runtime makes a pty inside the container and sends its master over the
+    console socket; the container's stdio is that terminal, its output the CRI log's stdout."""
+    _, s, records = run_to_exit(
+        daemon, tmp_path,
+        ["sh", "-c", "test -t 0 && test -t 1 && test -t 2 && echo all-tty; tty; "
+                     "echo to-stderr >&2; echo TERM=$TERM; exit 4"],
+        tty=True, stdin=True)
+    assert s.exit_code == 4
+    streams = {stream for stream, _, _ in records}
+    assert streams == {"stdout"}, records
+    lines = [content for _, _, content in records]
+    # The terminal's line discipline turns "\n" into "\r\n": the bytes are logged as they are.
+    assert b"all-tty\r" in lines and b"/dev/pts/0\r" in lines, lines
+    assert b"to-stderr\r" in lines and b"TERM=xterm\r" in lines, lines
+    assert not os.listdir(os.path.join(daemon.run_root, "cs")), "console sockets removed"
+
+
+def test_stdin_is_an_open_pipe_only_when_asked(daemon, tmp_path):
+    pod = make_pod(daemon, tmp_path)
+    # With stdin: a pipe that stays open (cat blocks on it) until someone attaches.
+    reader = create(daemon, pod, "reader", ["sh", "-c", "readlink /proc/self/fd/0; cat; "
+                                                        "echo stdin-ended"], stdin=True)
+    closed = create(daemon, pod, "closed", ["sh", "-c", "readlink /proc/self/fd/0; cat; "
+                                                        "echo stdin-ended"])
+    start(daemon, reader)
+    start(daemon, closed)
+    s = wait_exited(daemon, closed)
+    assert s.exit_code == 0
+    records = log_records(os.path.join(pod[1].log_directory, "closed/0.log"))
+    assert [c for _, _, c in records] == [b"/dev/null", b"stdin-ended"], records
+    time.sleep(1.0)
+    assert status(daemon, reader).status.state == api_pb2.CONTAINER_RUNNING
+    records = log_records(os.path.join(pod[1].log_directory, "reader/0.log"))
+    assert len(records) == 1 and re.match(rb"pipe:\[\d+\]$", records[0][2]), records
+    call(daemon, "StopContainer", api_pb2.StopContainerRequest(container_id=reader, timeout=0),
+         api_pb2.StopContainerResponse)
+    assert status(daemon, reader).status.exit_code == 137
+
+
 def test_a_daemon_killed_mid_output_loses_no_line_and_no_exit_code(tmp_path, registry):
     """Under the keeper: the daemon is SIGKILLed while a container writes; the keeper restarts
     it, hands back the container's pipe and its exit; every line reaches the log, in order."""
@@ -289,7 +329,13 @@ def test_a_daemon_killed_mid_output_loses_no_line_and_no_exit_code(tmp_path, reg
         writer = create(d, pod, "writer", [
             "sh", "-c", "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo line-$i; "
                         "[ $((i % 100)) -eq 0 ] && sleep 0.1; done; exit 7"])
-        start(d, writer)
+        # The keeper holds a tty container's terminal and a stdin pipe's write end too.
+        terminal = create(d, pod, "terminal", [
+            "sh", "-c", "i=0; while [ $i -lt 1000 ]; do i=$((i+1)); echo tty-$i; "
+                        "[ $((i % 50)) -eq 0 ] && sleep 0.1; done; exit 5"], tty=True)
+        reader = create(d, pod, "reader", ["cat"], stdin=True)
+        for container_id in (writer, terminal, reader):
+            start(d, container_id)
         time.sleep(0.5)
         def daemon_children():
             found = []
@@ -328,6 +374,12 @@ def test_a_daemon_killed_mid_output_loses_no_line_and_no_exit_code(tmp_path, reg
         records = log_records(os.path.join(pod[1].log_directory, "writer/0.log"))
         lines = [content.decode() for stream, tag, content in records if stream == "stdout"]
         assert lines == [f"line-{i}" for i in range(1, 3001)], (len(lines), d.log()[-2000:])
+        assert wait_exited(d, terminal).exit_code == 5
+        records = log_records(os.path.join(pod[1].log_directory, "terminal/0.log"))
+        lines = [content.decode() for _, _, content in records]
+        assert lines == [f"tty-{i}\r" for i in range(1, 1001)], (len(lines), d.log()[-2000:])
+        # stdin never saw its end: the keeper's copy of the write end kept the pipe open.
+        assert status(d, reader).status.state == api_pb2.CONTAINER_RUNNING
         call(d, "RemovePodSandbox", api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod[0]),
              api_pb2.RemovePodSandboxResponse)
     finally:

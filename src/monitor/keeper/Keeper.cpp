@@ -671,7 +671,7 @@ void Keeper::handleRequest(const uint8_t* data, size_t size, const int* fds, siz
       break;
     }
     case RecordType::kRelease:
-      held_.release(request.owner);
+      held_.release(request.owner, request.tag);
       break;
     case RecordType::kTrack: {
       UntrackedExit early{};

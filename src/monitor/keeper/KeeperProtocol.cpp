@@ -137,7 +137,9 @@ const char* decodeRecord(const uint8_t* data, size_t size, size_t fdCount, Recor
 
   // Per type: which fields it uses; every other one must be zero.
   const bool usesOwner = type != RecordType::kReady && type != RecordType::kRefused;
-  const bool usesTag = type == RecordType::kHold || type == RecordType::kHeld;
+  // RELEASE: tag 0 releases every descriptor of the owner, another tag only that one.
+  const bool usesTag =
+      type == RecordType::kHold || type == RecordType::kHeld || type == RecordType::kRelease;
   const bool usesPid = type == RecordType::kTrack || type == RecordType::kAck ||
                        type == RecordType::kExit || type == RecordType::kRefused;
   const bool isExit = type == RecordType::kExit;

@@ -13,11 +13,11 @@ bool HeldFdTable::add(const Owner& owner, uint32_t tag, int fd) {
   return true;
 }
 
-size_t HeldFdTable::release(const Owner& owner) {
+size_t HeldFdTable::release(const Owner& owner, uint32_t tag) {
   size_t closed = 0;
   for (size_t i = 0; i < slots_.end(); ++i) {
     HeldFd* entry = slots_.at(i);
-    if (!entry || !(entry->owner == owner)) continue;
+    if (!entry || !(entry->owner == owner) || (tag != 0 && entry->tag != tag)) continue;
     ::close(entry->fd);
     slots_.release(entry);
     ++closed;

@@ -131,8 +131,9 @@ class HeldFdTable {
   bool init(size_t capacity) { return slots_.init(capacity); }
   // Takes `fd` over. False when the table is full: `fd` is still the caller's.
   bool add(const Owner& owner, uint32_t tag, int fd);
-  // Closes every descriptor `owner` has here; returns how many.
-  size_t release(const Owner& owner);
+  // Closes the descriptors `owner` has here (tag 0: all of them, else those with `tag`);
+  // returns how many.
+  size_t release(const Owner& owner, uint32_t tag = 0);
   void closeAll();
   FixedSlots<HeldFd>& slots() { return slots_; }
   size_t size() const { return slots_.size(); }

@@ -189,6 +189,12 @@ TEST(KeeperProtocol, MalformedOwnersOnTheWireAreRefused) {
 TEST(KeeperProtocol, FieldsATypeDoesNotUseMustBeZero) {
   KeeperRecord out;
   auto release = make(RecordType::kRelease, "c1");
+  release.tag = 3;  // one descriptor of the owner
+  EXPECT_EQ(decode(encode(release), 0, RecordSource::kDaemon, out), nullptr);
+  EXPECT_EQ(out.tag, 3u);
+  release.tag = kMaxTag + 1;
+  EXPECT_STREQ(decode(encode(release), 0, RecordSource::kDaemon, out), "tag out of range");
+  release.tag = 0;
   release.pid = 4;
   EXPECT_STREQ(decode(encode(release), 0, RecordSource::kDaemon, out),
                "pid on a record that takes none");

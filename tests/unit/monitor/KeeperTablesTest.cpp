@@ -97,6 +97,20 @@ TEST(HeldFdTable, ReleaseClosesEveryFdOfThatOwnerOnly) {
   EXPECT_FALSE(isOpen(other));
 }
 
+TEST(HeldFdTable, ReleaseByTagClosesOnlyThatFd) {
+  HeldFdTable table;
+  ASSERT_TRUE(table.init(8));
+  const int out = openNull(), in = openNull();
+  ASSERT_TRUE(table.add(owner("c1"), 1, out));
+  ASSERT_TRUE(table.add(owner("c1"), 3, in));
+  EXPECT_EQ(table.release(owner("c1"), 3), 1u);  // stdin_once: the stdin write end only
+  EXPECT_FALSE(isOpen(in));
+  EXPECT_TRUE(isOpen(out));
+  EXPECT_EQ(table.release(owner("c1"), 3), 0u);
+  EXPECT_EQ(table.release(owner("c1")), 1u);
+  EXPECT_FALSE(isOpen(out));
+}
+
 TEST(HeldFdTable, HeldFdsAreReplayedToEachNewDaemon) {
   HeldFdTable table;
   ASSERT_TRUE(table.init(4));
