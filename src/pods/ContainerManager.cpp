@@ -170,7 +170,8 @@ Status ContainerManager::persist(const Container& c) {
                                  {"stop_signal", c.stopSignal},
                                  {"uid", c.uid},
                                  {"username", c.username},
-                                 {"resources", c.resources}};
+                                 {"resources", c.resources},
+                                 {"oom_counter", c.memoryCgroup.oomCounterPath}};
   if (std::string error = state::writeFileAtomically(dir + "/container.json", record.dump(), 0600);
       !error.empty()) {
     return Status(StatusCode::kInternal, error);
@@ -400,6 +401,11 @@ void ContainerManager::runtimeCreated(const std::string& id) {
   c.consoleTimer.reset();
   for (const auto& [tag, fd] : c.io->heldFds())
     exits_.hold(id, static_cast<uint32_t>(tag), fd);
+  std::string error;
+  c.memoryCgroup = monitor::memoryCgroupOf(c.pid, error);
+  if (c.memoryCgroup.empty()) {
+    spdlog::warn("container {}: OOM kills cannot be told from other kills: {}", id, error);
+  }
   c.tracked = true;
   exits_.track(id, c.pid, [this, id](const monitor::ExitInfo& exit) { exited(id, exit); });
   startIo(c);
@@ -462,6 +468,7 @@ std::string ContainerManager::load(std::vector<std::string>& notes) {
         c->uid = r.at("uid").get<uint32_t>();
         c->username = r.at("username").get<std::string>();
         c->resources = r.at("resources");
+        c->memoryCgroup.oomCounterPath = r.value("oom_counter", "");
         ok = c->id == id && c->state != ContainerState::kCreating && pods_.find(c->podId);
       } catch (const nlohmann::json::exception&) {
         ok = false;
@@ -635,7 +642,17 @@ void ContainerManager::exited(const std::string& id, const monitor::ExitInfo& ex
   c.state = ContainerState::kExited;
   c.finishedAtNs = exit.timeNs;
   c.exitCode = exit.exitCode();
-  c.reason = c.exitCode == 0 ? "Completed" : "Error";
+  // The cgroup is still there: only the runtime's delete (RemoveContainer) removes it.
+  const std::optional<uint64_t> oomKills = monitor::readOomKillCount(c.memoryCgroup);
+  if (oomKills.value_or(0) > 0) {
+    c.reason = "OOMKilled";
+    c.message = fmt::format(
+        "the kernel's OOM killer ended {} process{} of the container at its "
+        "memory limit",
+        *oomKills, *oomKills == 1 ? "" : "es");
+  } else {
+    c.reason = c.exitCode == 0 ? "Completed" : "Error";
+  }
   c.killTimer.reset();
   if (Status s = persist(c); !s.isOk()) {
     spdlog::error("container {}: cannot record its exit: {}", id, s.message());

@@ -21,6 +21,7 @@
 #include "loop/Timer.h"
 #include "monitor/ContainerIo.h"
 #include "monitor/ExitMonitor.h"
+#include "monitor/MemoryCgroup.h"
 #include "oci/image/ContainerRootfs.h"
 #include "oci/image/ImageManager.h"
 #include "oci/runtime-client/ConsoleSocket.h"
@@ -47,8 +48,9 @@ struct Container {
   std::string stopSignal = "SIGTERM";
   uint32_t uid = 0;
   std::string username;
-  nlohmann::json resources;  // the spec's linux.resources, for status
-  bool recovered = false;    // loaded after a daemon restart
+  nlohmann::json resources;            // the spec's linux.resources, for status
+  bool recovered = false;              // loaded after a daemon restart
+  monitor::MemoryCgroup memoryCgroup;  // where its OOM kills are counted
 
   // Live parts.
   std::unique_ptr<monitor::ContainerIo> io;

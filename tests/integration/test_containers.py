@@ -311,6 +311,32 @@ def test_stdin_is_an_open_pipe_only_when_asked(daemon, tmp_path):
     assert status(daemon, reader).status.exit_code == 137
 
 
+def test_memory_limit_in_the_cgroup_and_oom_killed(daemon, tmp_path):
+    limit = 32 << 20
+    linux = api_pb2.LinuxContainerConfig(
+        resources=api_pb2.LinuxContainerResources(memory_limit_in_bytes=limit,
+                                                  memory_swap_limit_in_bytes=limit),
+        security_context=api_pb2.LinuxContainerSecurityContext(
+            namespace_options=api_pb2.NamespaceOption(pid=api_pb2.CONTAINER)))
+    # dd's 64 MiB buffer cannot fit in 32 MiB: the kernel's OOM killer ends the container's init.
+    _, s, records = run_to_exit(
+        daemon, tmp_path,
+        ["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; "
+                     "exec dd if=/dev/zero of=/dev/null bs=64M count=1"], linux=linux)
+    assert ("stdout", "F", str(limit).encode()) in records, records
+    assert s.exit_code == 137 and s.reason == "OOMKilled", s
+    assert "OOM" in s.message
+
+    # A SIGKILL that is not the OOM killer's is an Error, not an OOMKilled.
+    pod = make_pod(daemon, tmp_path, name="pod-killed")
+    killed = create(daemon, pod, "killed", ["sleep", "60"], linux=linux)
+    start(daemon, killed)
+    call(daemon, "StopContainer", api_pb2.StopContainerRequest(container_id=killed, timeout=0),
+         api_pb2.StopContainerResponse)
+    s = status(daemon, killed).status
+    assert s.exit_code == 137 and s.reason == "Error", s
+
+
 def test_a_daemon_killed_mid_output_loses_no_line_and_no_exit_code(tmp_path, registry):
     """Under the keeper: the daemon is SIGKILLed while a container writes; the keeper restarts
     it, hands back the container's pipe and its exit; every line reaches the log, in order."""
