@@ -44,6 +44,30 @@ std::shared_ptr<UnaryResponder<Response>> share(UnaryResponder<Response>& r) {
 
 }  // namespace
 
+void fillContainerStatus(const pods::Container& c, v1::ContainerStatus& s) {
+  s.set_id(c.id);
+  *s.mutable_metadata() = c.config.metadata();
+  s.set_state(criState(c.state));
+  s.set_created_at(c.createdAtNs);
+  s.set_started_at(c.startedAtNs);
+  s.set_finished_at(c.finishedAtNs);
+  s.set_exit_code(c.exitCode);
+  s.mutable_image()->set_image(c.image);
+  s.set_image_ref(c.imageRef);
+  s.set_image_id(c.imageId);
+  s.set_reason(c.reason);
+  s.set_message(c.message);
+  *s.mutable_labels() = c.config.labels();
+  *s.mutable_annotations() = c.config.annotations();
+  *s.mutable_mounts() = c.config.mounts();
+  s.set_log_path(c.logPath);
+  s.mutable_user()->mutable_linux()->set_uid(c.uid);
+  // As created, or as UpdateContainerResources last set them.
+  if (c.config.linux().has_resources()) {
+    *s.mutable_resources()->mutable_linux() = c.config.linux().resources();
+  }
+}
+
 CriContainerService::CriContainerService(grpc::GrpcServer& server,
                                          pods::ContainerManager& containers, pods::PodManager& pods)
     : containers_(containers), pods_(pods) {
@@ -116,28 +140,29 @@ CriContainerService::CriContainerService(grpc::GrpcServer& server,
                                fmt::format("container {} not found", request.container_id())));
         }
         v1::ContainerStatusResponse response;
-        auto* s = response.mutable_status();
-        s->set_id(c->id);
-        *s->mutable_metadata() = c->config.metadata();
-        s->set_state(criState(c->state));
-        s->set_created_at(c->createdAtNs);
-        s->set_started_at(c->startedAtNs);
-        s->set_finished_at(c->finishedAtNs);
-        s->set_exit_code(c->exitCode);
-        s->mutable_image()->set_image(c->image);
-        s->set_image_ref(c->imageRef);
-        s->set_image_id(c->imageId);
-        s->set_reason(c->reason);
-        s->set_message(c->message);
-        *s->mutable_labels() = c->config.labels();
-        *s->mutable_annotations() = c->config.annotations();
-        *s->mutable_mounts() = c->config.mounts();
-        s->set_log_path(c->logPath);
-        s->mutable_user()->mutable_linux()->set_uid(c->uid);
+        fillContainerStatus(*c, *response.mutable_status());
         if (request.verbose()) {
           (*response.mutable_info())["info"] = containers_.verboseInfo(*c).dump();
         }
         r.finish(response);
+      });
+
+  server.addUnary<v1::UpdateContainerResourcesRequest, v1::UpdateContainerResourcesResponse>(
+      runtimeMethod("UpdateContainerResources"),
+      [this](v1::UpdateContainerResourcesRequest&& request,
+             UnaryResponder<v1::UpdateContainerResourcesResponse> r) {
+        if (Status s = needId(request.container_id()); !s.isOk()) return r.fail(s);
+        if (!request.has_linux()) {
+          return r.fail(Status(StatusCode::kInvalidArgument,
+                               "UpdateContainerResources needs linux resources (windows ones do "
+                               "not apply on this node)"));
+        }
+        auto responder = share(r);
+        containers_.updateResources(request.container_id(), request.linux(),
+                                    [responder](Status status) {
+                                      if (!status.isOk()) return responder->fail(status);
+                                      responder->finish(v1::UpdateContainerResourcesResponse());
+                                    });
       });
 
   server.addUnary<v1::ListContainersRequest, v1::ListContainersResponse>(

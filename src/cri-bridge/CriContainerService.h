@@ -6,9 +6,16 @@
 namespace monocri::pods {
 class ContainerManager;
 class PodManager;
+struct Container;
 }  // namespace monocri::pods
+namespace runtime::v1 {
+class ContainerStatus;
+}
 
 namespace monocri::cri {
+
+// A container's CRI status (ContainerStatus, and PodSandboxStatus' containers_statuses).
+void fillContainerStatus(const pods::Container& container, runtime::v1::ContainerStatus& status);
 
 class CriContainerService {
  public:

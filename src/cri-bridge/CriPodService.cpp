@@ -5,7 +5,9 @@
 #include <memory>
 
 #include "api.pb.h"
+#include "cri-bridge/CriContainerService.h"
 #include "cri-bridge/CriMethods.h"
+#include "pods/ContainerManager.h"
 #include "pods/PodManager.h"
 
 namespace monocri::cri {
@@ -28,7 +30,9 @@ Status needId(const std::string& id) {
 
 }  // namespace
 
-CriPodService::CriPodService(grpc::GrpcServer& server, pods::PodManager& pods) : pods_(pods) {
+CriPodService::CriPodService(grpc::GrpcServer& server, pods::PodManager& pods,
+                             pods::ContainerManager& containers)
+    : pods_(pods), containers_(containers) {
   server.addUnary<v1::RunPodSandboxRequest, v1::RunPodSandboxResponse>(
       runtimeMethod("RunPodSandbox"),
       [this](v1::RunPodSandboxRequest&& request, UnaryResponder<v1::RunPodSandboxResponse> r) {
@@ -92,6 +96,11 @@ CriPodService::CriPodService(grpc::GrpcServer& server, pods::PodManager& pods) :
         *status->mutable_labels() = pod->config.labels();
         *status->mutable_annotations() = pod->config.annotations();
         status->set_runtime_handler(pod->runtimeHandler);
+        // kubelet's evented PLEG reads the pod's containers from here.
+        for (const pods::Container* c : containers_.ofPod(pod->id)) {
+          if (c->state == pods::ContainerState::kCreating) continue;
+          fillContainerStatus(*c, *response.add_containers_statuses());
+        }
         if (request.verbose()) {
           (*response.mutable_info())["info"] = pods_.verboseInfo(*pod).dump();
         }

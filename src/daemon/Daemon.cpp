@@ -141,7 +141,7 @@ int Daemon::run() {
   cri_ = std::make_unique<cri::CriService>(server_, std::move(criOptions), runtime_, network_);
   health_ = std::make_unique<cri::HealthService>(server_);
   criImages_ = std::make_unique<cri::CriImageService>(server_, *images_);
-  criPods_ = std::make_unique<cri::CriPodService>(server_, *pods_);
+  criPods_ = std::make_unique<cri::CriPodService>(server_, *pods_, *containers_);
   criContainers_ = std::make_unique<cri::CriContainerService>(server_, *containers_, *pods_);
 
   if (std::string error = server_.listen(socketPath, 0660); !error.empty()) {

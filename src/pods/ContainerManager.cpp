@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "loop/WorkQueue.h"
+#include "oci/spec/SpecResources.h"
 #include "state/StateFiles.h"
 
 namespace monocri::pods {
@@ -739,6 +740,48 @@ Status ContainerManager::reopenLog(const std::string& id) {
   }
   if (!c->io || !c->io->writer()) return Status::ok();
   return c->io->writer()->reopen();
+}
+
+void ContainerManager::updateResources(const std::string& id,
+                                       const v1::LinuxContainerResources& requested,
+                                       std::function<void(Status)> done) {
+  auto it = containers_.find(id);
+  if (it == containers_.end() || it->second->state == ContainerState::kCreating) {
+    return done(Status(StatusCode::kNotFound, fmt::format("container {} not found", id)));
+  }
+  if (it->second->state == ContainerState::kExited) {
+    return done(Status(StatusCode::kFailedPrecondition,
+                       fmt::format("container {} has exited: its resources cannot change", id)));
+  }
+  // Unset (zero) fields keep their values, as in containerd: crictl sends only what changes.
+  v1::LinuxContainerResources merged = it->second->config.linux().resources();
+  if (requested.hugepage_limits_size() > 0) merged.clear_hugepage_limits();
+  merged.MergeFrom(requested);
+  nlohmann::json linuxResources;
+  std::vector<std::string> warnings;
+  if (Status s = oci::buildResources(merged, options_.host, linuxResources, warnings);
+      !s.isOk()) {
+    return done(s);
+  }
+  for (const auto& warning : warnings)
+    spdlog::warn("container {}: update: {}", id, warning);
+  // oom_score_adj is the process's, not the cgroup's: the runtime cannot change it afterwards.
+  runtime_.update(id, linuxResources,
+                  [this, id, merged, linuxResources, done = std::move(done),
+                   alive = lifetime_.watch()](Status status) {
+                    if (alive.expired()) return;
+                    if (!status.isOk()) return done(status);
+                    auto it = containers_.find(id);
+                    if (it == containers_.end()) return done(Status::ok());
+                    Container& c = *it->second;
+                    *c.config.mutable_linux()->mutable_resources() = merged;
+                    // The spec's other resources (devices) stay as they were.
+                    if (!c.resources.is_object()) c.resources = nlohmann::json::object();
+                    for (const auto& [key, value] : linuxResources.items())
+                      c.resources[key] = value;
+                    spdlog::info("container {}: resources updated", id);
+                    done(persist(c));
+                  });
 }
 
 const Container* ContainerManager::find(const std::string& id) const {

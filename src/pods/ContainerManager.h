@@ -94,6 +94,10 @@ class ContainerManager {
   void stop(const std::string& id, int64_t timeoutSeconds, std::function<void(grpc::Status)> done);
   void remove(const std::string& id, std::function<void(grpc::Status)> done);
   grpc::Status reopenLog(const std::string& id);
+  // New cgroup limits for a created or running container (`runtime update`), kept for its
+  // status and for a restart of the daemon. Fields left unset keep their values.
+  void updateResources(const std::string& id, const runtime::v1::LinuxContainerResources& resources,
+                       std::function<void(grpc::Status)> done);
 
   const Container* find(const std::string& id) const;
   std::vector<const Container*> list(const runtime::v1::ContainerFilter& filter) const;

@@ -337,6 +337,67 @@ def test_memory_limit_in_the_cgroup_and_oom_killed(daemon, tmp_path):
     assert s.exit_code == 137 and s.reason == "Error", s
 
 
+def test_update_container_resources(daemon, tmp_path):
+    """UpdateContainerResources changes the cgroup the running container sees; unset fields keep
+    their values; the status (and the pod's) reports what is in force."""
+    from monocri_harness import run_monoctl
+    pod = make_pod(daemon, tmp_path)
+    linux = api_pb2.LinuxContainerConfig(
+        resources=api_pb2.LinuxContainerResources(memory_limit_in_bytes=32 << 20,
+                                                  cpu_shares=512),
+        security_context=api_pb2.LinuxContainerSecurityContext(
+            namespace_options=api_pb2.NamespaceOption(pid=api_pb2.CONTAINER)))
+    watcher = create(daemon, pod, "watcher", [
+        "sh", "-c", "while true; do echo $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes) "
+                    "$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us); sleep 0.1; done"], linux=linux)
+    start(daemon, watcher)
+    log = os.path.join(pod[1].log_directory, "watcher/0.log")
+
+    def seen(expected, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(log, "rb") as f:
+                if f.read().rstrip(b"\n").split(b"\n")[-1].endswith(b" " + expected):
+                    return True
+            time.sleep(0.1)
+        return False
+
+    assert seen(f"{32 << 20} -1".encode())
+    call(daemon, "UpdateContainerResources", api_pb2.UpdateContainerResourcesRequest(
+        container_id=watcher, linux=api_pb2.LinuxContainerResources(
+            memory_limit_in_bytes=48 << 20, cpu_period=100000, cpu_quota=50000)),
+        api_pb2.UpdateContainerResourcesResponse)
+    assert seen(f"{48 << 20} 50000".encode())
+    r = status(daemon, watcher).status.resources.linux
+    assert (r.memory_limit_in_bytes, r.cpu_quota, r.cpu_shares) == (48 << 20, 50000, 512)
+
+    out = run_monoctl("-r", "unix://" + daemon.socket, "update", "--memory", "64m", watcher[:12])
+    assert out.returncode == 0 and out.stdout.strip() == watcher, out.stderr
+    assert seen(f"{64 << 20} 50000".encode())
+    pod_status = call(daemon, "PodSandboxStatus",
+                      api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod[0]),
+                      api_pb2.PodSandboxStatusResponse)
+    [listed] = pod_status.containers_statuses
+    assert listed.id == watcher and listed.state == api_pb2.CONTAINER_RUNNING
+    assert listed.resources.linux.memory_limit_in_bytes == 64 << 20
+
+    with pytest.raises(grpc.RpcError) as failure:
+        call(daemon, "UpdateContainerResources", api_pb2.UpdateContainerResourcesRequest(
+            container_id=watcher, linux=api_pb2.LinuxContainerResources(cpu_quota=-5)),
+            api_pb2.UpdateContainerResourcesResponse)
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT, failure.value.details()
+    call(daemon, "StopContainer", api_pb2.StopContainerRequest(container_id=watcher, timeout=0),
+         api_pb2.StopContainerResponse)
+    for container_id, code in ((watcher, grpc.StatusCode.FAILED_PRECONDITION),
+                               ("nope", grpc.StatusCode.NOT_FOUND)):
+        with pytest.raises(grpc.RpcError) as failure:
+            call(daemon, "UpdateContainerResources", api_pb2.UpdateContainerResourcesRequest(
+                container_id=container_id,
+                linux=api_pb2.LinuxContainerResources(memory_limit_in_bytes=64 << 20)),
+                api_pb2.UpdateContainerResourcesResponse)
+        assert failure.value.code() == code, failure.value.details()
+
+
 def test_a_daemon_killed_mid_output_loses_no_line_and_no_exit_code(tmp_path, registry):
     """Under the keeper: the daemon is SIGKILLed while a container writes; the keeper restarts
     it, hands back the container's pipe and its exit; every line reaches the log, in order."""

@@ -59,5 +59,12 @@ int runContainerVerb(const Options& options, const std::string& verb,
 int runPs(const Options& options, const PsOptions& ps);
 int runInspectContainers(const Options& options, const std::vector<std::string>& prefixes);
 int runLogs(const Options& options, const LogsOptions& logs);
+// update: new cgroup limits (only those given change), as crictl's flags.
+struct UpdateOptions {
+  std::vector<std::string> containers;
+  int64_t cpuShares = 0, cpuQuota = 0, cpuPeriod = 0, memory = 0;
+  std::string cpusetCpus, cpusetMems;
+};
+int runUpdateContainers(const Options& options, const UpdateOptions& update);
 
 }  // namespace monocri::monoctl

@@ -226,6 +226,39 @@ int runInspectContainers(const Options& options, const std::vector<std::string>&
   return exitCode;
 }
 
+int runUpdateContainers(const Options& options, const UpdateOptions& update) {
+  v1::UpdateContainerResourcesRequest request;
+  auto* resources = request.mutable_linux();
+  resources->set_cpu_shares(update.cpuShares);
+  resources->set_cpu_quota(update.cpuQuota);
+  resources->set_cpu_period(update.cpuPeriod);
+  resources->set_memory_limit_in_bytes(update.memory);
+  resources->set_cpuset_cpus(update.cpusetCpus);
+  resources->set_cpuset_mems(update.cpusetMems);
+  if (resources->ByteSizeLong() == 0) {
+    std::cerr << "monoctl: update: nothing to change (see --help for the limits)\n";
+    return 2;
+  }
+  int exitCode = 0;
+  for (const auto& prefix : update.containers) {
+    std::string id;
+    if (grpc::Status s = resolveContainer(options, prefix, id); !s.isOk()) {
+      exitCode = fail(options, "update", s);
+      continue;
+    }
+    request.set_container_id(id);
+    v1::UpdateContainerResourcesResponse response;
+    if (grpc::Status s =
+            callRuntime(options, method("UpdateContainerResources"), request, response);
+        !s.isOk()) {
+      exitCode = fail(options, "update", s);
+      continue;
+    }
+    std::cout << id << "\n";
+  }
+  return exitCode;
+}
+
 int runLogs(const Options& options, const LogsOptions& logs) {
   std::string id;
   if (grpc::Status s = resolveContainer(options, logs.container, id); !s.isOk()) {

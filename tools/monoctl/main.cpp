@@ -267,6 +267,18 @@ int main(int argc, char** argv) {
   psCommand->add_option("--state", ps.state, "created, running or exited");
   psCommand->add_option("--name", ps.name, "Containers whose name holds this");
   psCommand->add_option("--label", ps.labels, "key=value (all must match)");
+  monocri::monoctl::UpdateOptions update;
+  auto* updateCommand =
+      app.add_subcommand("update", "Change containers' cgroup limits (those given only)");
+  updateCommand->add_option("container", update.containers, "Container ids (or unique prefixes)")
+      ->required();
+  updateCommand->add_option("--cpu-shares", update.cpuShares, "CPU shares (relative weight)");
+  updateCommand->add_option("--cpu-quota", update.cpuQuota, "CPU CFS quota, microseconds");
+  updateCommand->add_option("--cpu-period", update.cpuPeriod, "CPU CFS period, microseconds");
+  updateCommand->add_option("--cpuset-cpus", update.cpusetCpus, "CPUs allowed, e.g. 0-1");
+  updateCommand->add_option("--cpuset-mems", update.cpusetMems, "Memory nodes allowed, e.g. 0");
+  updateCommand->add_option("--memory", update.memory, "Memory limit: bytes, or 64m, 1g...")
+      ->transform(CLI::AsSizeValue(false));
   auto* inspectCommand = app.add_subcommand("inspect", "Container status (verbose)");
   inspectCommand->add_option("container", inspectIds, "Container ids (or unique prefixes)")
       ->required();
@@ -323,6 +335,7 @@ int main(int argc, char** argv) {
   if (*rmCommand) return runContainerVerb(options, "rm", rmIds, 0);
   if (*psCommand) return runPs(options, ps);
   if (*inspectCommand) return runInspectContainers(options, inspectIds);
+  if (*updateCommand) return runUpdateContainers(options, update);
   if (*logsCommand) return runLogs(options, logs);
   return 2;
 }
