@@ -118,6 +118,7 @@ int Daemon::run() {
   containerOptions.host = oci::probeHostLimits();
   containers_ = std::make_unique<pods::ContainerManager>(loop_, containerOptions, *pods_, *images_,
                                                          *rootfs_, *runtimeClient_, *exits_);
+  pods_->superviseInits(*exits_);
   {
     std::vector<std::string> containerNotes;
     if (std::string loadError = containers_->load(containerNotes); !loadError.empty()) {

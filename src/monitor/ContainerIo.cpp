@@ -79,6 +79,10 @@ grpc::Status ContainerIo::adoptOutput(UniqueFd stdoutFd, UniqueFd stderrFd, std:
   stderrFd.release();
   stdout_->setLabel("container stdout");
   stderr_->setLabel("container stderr");
+  // A running container does not keep a stopping daemon alive: its output waits in the pipe
+  // (held by the keeper) for the next daemon.
+  stdout_->unref();
+  stderr_->unref();
   return grpc::Status::ok();
 }
 
@@ -95,6 +99,7 @@ grpc::Status ContainerIo::attachTerminal(UniqueFd master, std::string& error) {
   }
   master.release();
   stdout_->setLabel("container terminal");
+  stdout_->unref();
   return grpc::Status::ok();
 }
 

@@ -78,6 +78,7 @@ void ExitMonitor::watchLocal(const std::string& owner, pid_t pid) {
   int error = 0;
   watch->poll = loop::Poll::create(loop_, watch->pidfd.get(), &error);
   if (!watch->poll) return;
+  watch->poll->unref();  // a running container does not keep a stopping daemon alive
   watch->poll->start(UV_READABLE, [this, owner, pid](int, int) { reapLocal(owner, pid); });
   local_[key] = std::move(watch);
 }

@@ -440,6 +440,7 @@ void PodManager::run(const v1::PodSandboxConfig& config, const std::string& runt
           if (it != pods_.end() && status.isOk()) {
             it->second->initPid = pid;
             it->second->initStartTicks = startTicksOf(pid);
+            watchInit(*it->second, true);
           }
           ready(status);
         });
@@ -453,6 +454,43 @@ void PodManager::finishRun(const std::string& key, Status status, const std::str
   pendingRuns_.erase(it);
   for (auto& waiter : waiters)
     waiter(status, id);
+}
+
+void PodManager::superviseInits(monitor::ExitMonitor& exits) {
+  exits_ = &exits;
+  for (const auto& [id, pod] : pods_) {
+    if (pod->state == PodState::kReady && initAlive(*pod)) watchInit(*pod, false);
+  }
+}
+
+// Re-parented to the subreaper (the keeper, or the daemon without one) when monocri-pod-init's
+// first process exited: the monitor reaps it like a container's process.
+void PodManager::watchInit(const PodSandbox& pod, bool startedByUs) {
+  if (exits_ == nullptr || pod.initPid <= 0) return;
+  auto exited = [this, id = pod.id](const monitor::ExitInfo& exit) { initExited(id, exit); };
+  if (startedByUs) {
+    exits_->track(pod.id, pod.initPid, std::move(exited));
+  } else {
+    exits_->expect(pod.id, pod.initPid, std::move(exited));
+  }
+}
+
+void PodManager::initExited(const std::string& id, const monitor::ExitInfo& exit) {
+  exits_->acknowledge(id, exit.pid);
+  auto it = pods_.find(id);
+  if (it == pods_.end()) return;
+  PodSandbox& pod = *it->second;
+  if (pod.initPid != exit.pid) return;  // killed by stop or remove: expected
+  pod.initPid = 0;
+  pod.initStartTicks = 0;
+  if (pod.state != PodState::kReady) return;
+  // Its pid namespace is gone, and the kernel killed every process in it.
+  pod.state = PodState::kNotReady;
+  pod.stopReason = fmt::format(
+      "the init holding the pod's pid namespace exited (code {}): the pod must be recreated",
+      exit.exitCode());
+  spdlog::warn("pod {}: {}", id, pod.stopReason);
+  if (Status s = persist(pod); !s.isOk()) spdlog::error("pod {}: {}", id, s.message());
 }
 
 bool PodManager::initAlive(const PodSandbox& pod) const {

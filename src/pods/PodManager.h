@@ -12,6 +12,7 @@
 
 #include "cri-bridge/grpc/GrpcStatus.h"
 #include "loop/Loop.h"
+#include "monitor/ExitMonitor.h"
 #include "pods/PodNamespaces.h"
 #include "pods/PodSandbox.h"
 
@@ -33,6 +34,10 @@ class PodManager {
 
   // Reads the persisted pods and checks what survived (namespaces, the pid namespace's init).
   std::string load(std::vector<std::string>& notes);
+  // The monitor that reaps the pid namespace inits and reports their exits (an init that dies
+  // ends its pod's pid namespace: the pod becomes NOTREADY). Inits that survived a restart are
+  // watched again from here.
+  void superviseInits(monitor::ExitMonitor& exits);
 
   using RunDone = std::function<void(grpc::Status, const std::string& id)>;
   // A second call with the same metadata (kubelet retrying after its deadline) gets the first
@@ -59,10 +64,13 @@ class PodManager {
   grpc::Status persist(const PodSandbox& pod);
   void killInit(PodSandbox& pod);
   bool initAlive(const PodSandbox& pod) const;
+  void watchInit(const PodSandbox& pod, bool startedByUs);
+  void initExited(const std::string& id, const monitor::ExitInfo& exit);
 
   loop::Loop& loop_;
   PodManagerOptions options_;
   PodNamespaces namespaces_;
+  monitor::ExitMonitor* exits_ = nullptr;
   std::map<std::string, std::unique_ptr<PodSandbox>> pods_;  // by id
   std::map<std::string, std::vector<RunDone>> pendingRuns_;  // by key: waiters of a run
   loop::LifetimeGuard lifetime_;

@@ -474,6 +474,33 @@ def test_a_daemon_killed_mid_output_loses_no_line_and_no_exit_code(tmp_path, reg
     assert code == 0, d.log()[-3000:]
 
 
+def test_a_stopped_daemon_leaves_containers_running_and_finds_them_again(daemon, tmp_path):
+    """SIGTERM stops the daemon promptly even with running containers and pod inits; they keep
+    running, and the next daemon reports them and can stop them."""
+    pod = make_pod(daemon, tmp_path, pid=api_pb2.POD)
+    sleeper = create(daemon, pod, "sleeper", ["sleep", "300"],
+                     linux=api_pb2.LinuxContainerConfig(
+                         security_context=api_pb2.LinuxContainerSecurityContext(
+                             namespace_options=api_pb2.NamespaceOption(pid=api_pb2.POD))))
+    start(daemon, sleeper)
+    pid = status(daemon, sleeper, verbose=True)
+    pid = json.loads(pid.info["info"])["pid"]
+    began = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - began < 10, "a running container does not hold the daemon up"
+    os.kill(pid, 0)  # still running
+    daemon.start()
+    s = status(daemon, sleeper).status
+    assert s.state == api_pb2.CONTAINER_RUNNING, s
+    pod_status = call(daemon, "PodSandboxStatus",
+                      api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod[0]),
+                      api_pb2.PodSandboxStatusResponse)
+    assert pod_status.status.state == api_pb2.SANDBOX_READY
+    call(daemon, "StopContainer", api_pb2.StopContainerRequest(container_id=sleeper, timeout=0),
+         api_pb2.StopContainerResponse)
+    assert status(daemon, sleeper).status.state == api_pb2.CONTAINER_EXITED
+
+
 def test_monoctl_container_verbs(daemon, tmp_path):
     from monocri_harness import run_monoctl
     endpoint = ["-r", "unix://" + daemon.socket]
