@@ -24,6 +24,8 @@ constexpr size_t kMaxImageConfigBytes = 8 << 20;
 // Keeper tags of a container's held descriptors.
 // After `runtime create` succeeded, the terminal it sent is read on the next loop turns.
 constexpr uint64_t kTerminalWaitMs = 5000;
+// After SIGKILL, how long a stop waits for the exit before asking the runtime what became of it.
+constexpr uint64_t kExitAfterKillWaitMs = 10000;
 
 int64_t nowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -687,10 +689,14 @@ void ContainerManager::stop(const std::string& id, int64_t timeoutSeconds,
   }
   auto kill = [this, id] {
     runtime_.kill(id, SIGKILL, true, [this, id](Status status) {
+      auto it = containers_.find(id);
+      if (it == containers_.end() || it->second->state == ContainerState::kExited) return;
       if (!status.isOk() && status.code() != StatusCode::kNotFound) {
-        auto it = containers_.find(id);
-        if (it != containers_.end()) answerStops(*it->second, status);
+        return answerStops(*it->second, status);
       }
+      // Its exit should come at once; a stop never waits for it without bound.
+      it->second->killTimer = loop::Timer::create(loop_, "container exit after SIGKILL");
+      it->second->killTimer->start(kExitAfterKillWaitMs, 0, [this, id] { exitNotSeen(id); });
     });
   };
   if (timeoutSeconds <= 0) return kill();
@@ -705,6 +711,33 @@ void ContainerManager::stop(const std::string& id, int64_t timeoutSeconds,
                   it->second->killTimer->start(static_cast<uint64_t>(timeoutSeconds) * 1000, 0,
                                                kill);
                 });
+}
+
+// SIGKILL was sent a while ago and no exit came: the runtime says whether it is still there.
+void ContainerManager::exitNotSeen(const std::string& id) {
+  runtime_.state(id, [this, id, alive = lifetime_.watch()](Status status, oci::OciState state) {
+    if (alive.expired()) return;
+    auto it = containers_.find(id);
+    if (it == containers_.end() || it->second->state == ContainerState::kExited) return;
+    Container& c = *it->second;
+    if (status.isOk() && state.status != "stopped") {
+      return answerStops(
+          c, Status(StatusCode::kDeadlineExceeded,
+                    fmt::format("container {} is still {} {} s after SIGKILL (a process stuck in "
+                                "the kernel?)",
+                                id, state.status, kExitAfterKillWaitMs / 1000)));
+    }
+    // Gone, and its exit lost (the pid reaped by someone else): say so rather than wait.
+    spdlog::warn("container {}: killed, but its exit was never reported: status unknown", id);
+    monitor::ExitInfo exit;
+    exit.pid = c.pid;
+    exit.waitStatus = 255 << 8;
+    exit.timeNs = nowNs();
+    exited(id, exit);
+    c.reason = "Unknown";
+    c.message = "killed; its exit status was never reported to monocri";
+    if (Status s = persist(c); !s.isOk()) spdlog::error("container {}: {}", id, s.message());
+  });
 }
 
 void ContainerManager::remove(const std::string& id, std::function<void(Status)> done) {
@@ -759,8 +792,7 @@ void ContainerManager::updateResources(const std::string& id,
   merged.MergeFrom(requested);
   nlohmann::json linuxResources;
   std::vector<std::string> warnings;
-  if (Status s = oci::buildResources(merged, options_.host, linuxResources, warnings);
-      !s.isOk()) {
+  if (Status s = oci::buildResources(merged, options_.host, linuxResources, warnings); !s.isOk()) {
     return done(s);
   }
   for (const auto& warning : warnings)

@@ -113,6 +113,7 @@ class ContainerManager {
   void failCreate(const std::string& id, grpc::Status status);
   void runtimeCreated(const std::string& id);
   void exited(const std::string& id, const monitor::ExitInfo& exit);
+  void exitNotSeen(const std::string& id);
   void reconcile(const std::string& id);
   void startIo(Container& container);
   grpc::Status persist(const Container& container);

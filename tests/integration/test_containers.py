@@ -501,6 +501,54 @@ def test_a_stopped_daemon_leaves_containers_running_and_finds_them_again(daemon,
     assert status(daemon, sleeper).status.state == api_pb2.CONTAINER_EXITED
 
 
+def test_host_network_container(daemon, tmp_path):
+    pod = make_pod(daemon, tmp_path, name="hostnet")
+    config = pod[1]
+    config.linux.security_context.namespace_options.network = api_pb2.NODE
+    pod_id = call(daemon, "RunPodSandbox", api_pb2.RunPodSandboxRequest(config=config),
+                  api_pb2.RunPodSandboxResponse).pod_sandbox_id
+    linux = api_pb2.LinuxContainerConfig(
+        security_context=api_pb2.LinuxContainerSecurityContext(
+            namespace_options=config.linux.security_context.namespace_options))
+    for name, pod_ref in (("host", (pod_id, config)), ("own", pod)):
+        container_id = create(daemon, pod_ref, name, ["sh", "-c", "readlink /proc/self/ns/net"],
+                              linux=linux if name == "host" else None)
+        start(daemon, container_id)
+        assert wait_exited(daemon, container_id).exit_code == 0
+    host = log_records(os.path.join(config.log_directory, "host/0.log"))
+    own = log_records(os.path.join(pod[1].log_directory, "own/0.log"))
+    ours = os.readlink("/proc/self/ns/net").encode()  # the harness's namespace, the "node's"
+    assert host == [("stdout", "F", ours)], host
+    assert own[0][2] != ours, "a pod without host network has its own namespace"
+
+
+def test_a_hundred_containers_created_at_once(daemon, tmp_path):
+    """100 CreateContainer calls at once over 10 pods: each gets its own container, all start,
+    and removing the pods leaves nothing (the fixture checks runc's state and the cgroups)."""
+    from concurrent.futures import ThreadPoolExecutor
+    pods = [make_pod(daemon, tmp_path, name=f"crowd-{i}") for i in range(10)]
+
+    def make(i):
+        return create(daemon, pods[i % 10], f"c{i}", ["sleep", "300"])
+
+    with ThreadPoolExecutor(max_workers=100) as pool:
+        ids = list(pool.map(make, range(100)))
+    assert len(set(ids)) == 100
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        list(pool.map(lambda container_id: start(daemon, container_id), ids))
+    listed = call(daemon, "ListContainers", api_pb2.ListContainersRequest(
+        filter=api_pb2.ContainerFilter(state=api_pb2.ContainerStateValue(
+            state=api_pb2.CONTAINER_RUNNING))), api_pb2.ListContainersResponse).containers
+    assert {c.id for c in listed} == set(ids)
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        list(pool.map(lambda pod: call(daemon, "RemovePodSandbox",
+                                       api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod[0]),
+                                       api_pb2.RemovePodSandboxResponse, timeout=120), pods))
+    assert len(call(daemon, "ListContainers", api_pb2.ListContainersRequest(),
+                    api_pb2.ListContainersResponse).containers) == 0
+    assert os.listdir(os.path.join(daemon.root, "containers")) == []
+
+
 def test_monoctl_container_verbs(daemon, tmp_path):
     from monocri_harness import run_monoctl
     endpoint = ["-r", "unix://" + daemon.socket]
