@@ -21,7 +21,6 @@ using grpc::StatusCode;
 namespace {
 
 constexpr size_t kMaxImageConfigBytes = 8 << 20;
-// Keeper tags of a container's held descriptors.
 // After `runtime create` succeeded, the terminal it sent is read on the next loop turns.
 constexpr uint64_t kTerminalWaitMs = 5000;
 // After SIGKILL, how long a stop waits for the exit before asking the runtime what became of it.
@@ -364,8 +363,10 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
                   Container& c = *it->second;
                   c.console.reset();
                   if (!master.valid() || !c.io->attachTerminal(std::move(master), error).isOk()) {
-                    return failCreate(
-                        id, Status(StatusCode::kInternal, "the container's terminal: " + error));
+                    // The runtime may still be creating: its answer fails the create then.
+                    c.terminalError = "the container's terminal: " + error;
+                    if (c.pid > 0) failCreate(id, Status(StatusCode::kInternal, c.terminalError));
+                    return;
                   }
                   runtimeCreated(id);
                 });
@@ -379,6 +380,9 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
                     Container& c = *it->second;
                     c.pid = pid;
                     c.io->closeContainerEnds();
+                    if (!c.terminalError.empty()) {
+                      return failCreate(id, Status(StatusCode::kInternal, c.terminalError));
+                    }
                     if (c.console) {
                       // The runtime sent the terminal before it exited: it is on its way.
                       c.consoleTimer = loop::Timer::create(loop_, "terminal wait");

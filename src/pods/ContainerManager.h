@@ -56,7 +56,8 @@ struct Container {
   std::unique_ptr<monitor::ContainerIo> io;
   std::unique_ptr<oci::ConsoleSocket> console;  // a tty container's, until its terminal came
   loop::HandlePtr<loop::Timer> consoleTimer;
-  bool tracked = false;                                        // its pid is with the exit monitor
+  std::string terminalError;  // the console socket failed before the runtime answered
+  bool tracked = false;       // its pid is with the exit monitor
   std::vector<std::function<void(grpc::Status)>> stopWaiters;  // StopContainer calls waiting
   loop::HandlePtr<loop::Timer> killTimer;                      // SIGKILL after the timeout
 
