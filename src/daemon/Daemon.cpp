@@ -154,6 +154,14 @@ int Daemon::run() {
   sigint_ = loop::Signal::create(loop_);
   sigterm_->start(SIGTERM, [this](int signum) { beginShutdown(signum); });
   sigint_->start(SIGINT, [this](int signum) { beginShutdown(signum); });
+  // The keeper turns SIGHUP into a restart of the daemon; one running alone has nothing to do
+  // with it, and must not die of it.
+  sighup_ = loop::Signal::create(loop_);
+  sighup_->start(SIGHUP, [this](int) {
+    spdlog::info("SIGHUP: {}", keeper_ ? "the keeper restarts the daemon (send it to the keeper)"
+                                       : "ignored (no keeper to restart the daemon)");
+  });
+  sighup_->unref();
 
   if (reclaimMemory_) {
     reclaimTimer_ = loop::Timer::create(loop_, "memory reclaim");
@@ -183,6 +191,7 @@ void Daemon::beginShutdown(int signum) {
   server_.shutdown(std::chrono::milliseconds(config_.shutdownGraceMs), [this] {
     sigterm_.reset();
     sigint_.reset();
+    sighup_.reset();
     reclaimTimer_.reset();
     images_->shutdown();
   });

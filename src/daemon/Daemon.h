@@ -61,6 +61,7 @@ class Daemon {
   std::unique_ptr<cri::HealthService> health_;
   loop::HandlePtr<loop::Signal> sigterm_;
   loop::HandlePtr<loop::Signal> sigint_;
+  loop::HandlePtr<loop::Signal> sighup_;
   loop::HandlePtr<loop::Timer> reclaimTimer_;
   std::function<void()> reclaimMemory_;
   bool shuttingDown_ = false;

@@ -1,10 +1,13 @@
 // monocri: the Kubernetes container runtime daemon.
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 
+#include <climits>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <string>
 
 #include "daemon/Config.h"
 #include "daemon/Daemon.h"
@@ -30,6 +33,19 @@ void reclaimFreedMemory() {
 }
 }  // namespace
 #endif
+
+namespace {
+// The daemon is this binary as found at its path: after an upgrade replaced the file, a restart
+// asked with SIGHUP starts the new one. /proc/self/exe (this very binary) if the path is gone.
+std::string daemonExecutable() {
+  char path[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+  if (n <= 0) return "/proc/self/exe";
+  const std::string resolved(path, static_cast<size_t>(n));
+  if (resolved.ends_with(" (deleted)")) return "/proc/self/exe";
+  return resolved;
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -87,7 +103,7 @@ int main(int argc, char** argv) {
   const int keeperFd = monocri::monitor::takeKeeperFd();
   if (keeperFd < 0 && !noKeeper) {
     monocri::monitor::KeeperOptions keeper;
-    keeper.daemonArgv.emplace_back("/proc/self/exe");
+    keeper.daemonArgv.emplace_back(daemonExecutable());
     for (int i = 1; i < argc; ++i)
       keeper.daemonArgv.emplace_back(argv[i]);
     keeper.exitDir = config.runRoot + "/exits";

@@ -4,6 +4,7 @@ the node hold afterwards."""
 import json
 import os
 import re
+import signal
 import sys
 import time
 
@@ -398,20 +399,68 @@ def test_update_container_resources(daemon, tmp_path):
         assert failure.value.code() == code, failure.value.details()
 
 
-def test_a_daemon_killed_mid_output_loses_no_line_and_no_exit_code(tmp_path, registry):
-    """Under the keeper: the daemon is SIGKILLed while a container writes; the keeper restarts
-    it, hands back the container's pipe and its exit; every line reaches the log, in order."""
+def daemon_children(d):
+    """The daemon processes under a keeper (d.pid)."""
     from monocri_harness import children_of
+    found = []
+    for child in children_of(d.pid):
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                if b"--listen" in f.read():
+                    found.append(child)
+        except FileNotFoundError:
+            pass
+    return found
+
+
+def keeper_daemon(tmp_path, registry):
     conf = tmp_path / "registries.conf"
     conf.write_text(f'[[registry]]\nlocation = "{registry.address}"\ninsecure = true\n')
     d = Daemon(str(tmp_path / "d"), args=["--registries-conf", str(conf)], keeper=True).start()
     d.image = f"{registry.address}/test/busybox:1"
     d.cgroup_parent = f"monocri-test-{os.getpid()}"
+    with d.channel() as channel:
+        unary(channel, IMAGE + "PullImage",
+              api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=d.image)),
+              api_pb2.PullImageResponse, timeout=120)
+    return d
+
+
+def test_sighup_restarts_the_daemon_and_loses_nothing(tmp_path, registry):
+    """SIGHUP to the keeper: the daemon is replaced (an upgrade's path) while a container writes;
+    the keeper's pipe and exit carry everything across."""
+    d = keeper_daemon(tmp_path, registry)
     try:
-        with d.channel() as channel:
-            unary(channel, IMAGE + "PullImage",
-                  api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=d.image)),
-                  api_pb2.PullImageResponse, timeout=120)
+        pod = make_pod(d, tmp_path)
+        writer = create(d, pod, "writer", [
+            "sh", "-c", "i=0; while [ $i -lt 4000 ]; do i=$((i+1)); echo n-$i; "
+                        "[ $((i % 200)) -eq 0 ] && sleep 0.05; done; exit 3"])
+        start(d, writer)
+        time.sleep(0.3)
+        [before] = daemon_children(d)
+        os.kill(d.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while daemon_children(d) in ([], [before]):
+            assert time.monotonic() < deadline, d.log()[-2000:]
+            time.sleep(0.05)
+        d.wait_ready()
+        s = wait_exited(d, writer)
+        assert s.exit_code == 3, s
+        records = log_records(os.path.join(pod[1].log_directory, "writer/0.log"))
+        assert [c.decode() for _, _, c in records] == [f"n-{i}" for i in range(1, 4001)]
+        assert "as asked (SIGHUP)" in d.log()
+        call(d, "RemovePodSandbox", api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod[0]),
+             api_pb2.RemovePodSandboxResponse)
+    finally:
+        code = d.stop()
+    assert code == 0, d.log()[-3000:]
+
+
+def test_a_daemon_killed_mid_output_loses_no_line_and_no_exit_code(tmp_path, registry):
+    """Under the keeper: the daemon is SIGKILLed while a container writes; the keeper restarts
+    it, hands back the container's pipe and its exit; every line reaches the log, in order."""
+    d = keeper_daemon(tmp_path, registry)
+    try:
         pod = make_pod(d, tmp_path)
         writer = create(d, pod, "writer", [
             "sh", "-c", "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo line-$i; "
@@ -424,24 +473,13 @@ def test_a_daemon_killed_mid_output_loses_no_line_and_no_exit_code(tmp_path, reg
         for container_id in (writer, terminal, reader):
             start(d, container_id)
         time.sleep(0.5)
-        def daemon_children():
-            found = []
-            for child in children_of(d.pid):
-                try:
-                    with open(f"/proc/{child}/cmdline", "rb") as f:
-                        if b"--listen" in f.read():
-                            found.append(child)
-                except FileNotFoundError:
-                    pass
-            return found
-
-        daemons = daemon_children()
+        daemons = daemon_children(d)
         assert len(daemons) == 1, "the keeper's child is the daemon (and the container)"
         os.kill(daemons[0], 9)
         time.sleep(1.0)  # the container goes on writing into the pipe the keeper keeps open
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            now = daemon_children()
+            now = daemon_children(d)
             if now and now != daemons:
                 break
             time.sleep(0.05)

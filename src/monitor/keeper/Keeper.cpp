@@ -189,6 +189,7 @@ class Keeper {
   uint64_t restartAtMs_ = 0;
   uint64_t restartDelayMs_ = 0;
   bool stopRequested_ = false;
+  bool restartRequested_ = false;  // SIGHUP: the daemon's exit is followed by a new daemon
   int exitCode_ = 0;
 
   // The link to the daemon of the moment.
@@ -426,11 +427,20 @@ void Keeper::readSignals() {
     const int sig = static_cast<int>(info.ssi_signo);
     if (sig == SIGCHLD) {
       childExited = true;
+    } else if (sig == SIGHUP) {
+      // A restart of the daemon that loses nothing: the keeper, its held descriptors and its
+      // exits stay; the new daemon (from the binary on disk: an upgrade) takes them over.
+      if (daemonPid_ > 0) {
+        restartRequested_ = true;
+        ::kill(daemonPid_, SIGTERM);
+      } else if (state_ == DaemonState::kWaitingToRestart) {
+        restartAtMs_ = monotonicMs();
+      }
     } else if (daemonPid_ > 0) {
-      // SIGTERM and SIGINT stop the daemon for good; SIGHUP is only passed on.
-      if (sig != SIGHUP) stopRequested_ = true;
+      // SIGTERM and SIGINT stop the daemon for good.
+      stopRequested_ = true;
       ::kill(daemonPid_, sig);
-    } else if (sig != SIGHUP) {
+    } else {
       logLine("info", "signal %d with no daemon running: stopping", sig);
       finish(0);
     }
@@ -463,6 +473,14 @@ void Keeper::onDaemonExit(int32_t waitStatus) {
     logLine("info", "the daemon (pid %d) %s after being asked to stop", static_cast<int>(pid),
             what);
     finish(WIFEXITED(waitStatus) ? WEXITSTATUS(waitStatus) : 128 + WTERMSIG(waitStatus));
+  } else if (restartRequested_) {
+    restartRequested_ = false;
+    logLine("info", "the daemon (pid %d) %s as asked (SIGHUP): starting a new one",
+            static_cast<int>(pid), what);
+    restartDelayMs_ = options_.restartDelayMinMs;
+    daemonStartedMs_ = 0;
+    state_ = DaemonState::kWaitingToRestart;
+    restartAtMs_ = monotonicMs();
   } else if (WIFEXITED(waitStatus) && WEXITSTATUS(waitStatus) == 0) {
     logLine("info", "the daemon (pid %d) exited with status 0: stopping", static_cast<int>(pid));
     finish(0);

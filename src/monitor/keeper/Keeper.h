@@ -41,7 +41,10 @@ struct KeeperOptions {
   uint64_t restartDelayResetAfterMs = 60000;
 };
 
-// Runs the keeper until the daemon exits for good; returns the process exit code: 0 when the
+// Runs the keeper until the daemon exits for good. SIGTERM and SIGINT are passed to the daemon
+// and end both; SIGHUP restarts the daemon (SIGTERM, then a new one at once, from daemonArgv[0]
+// as it is on disk then) while the keeper keeps the held descriptors and the exits: a restart or
+// an upgrade of the daemon that loses nothing. Returns the process exit code: 0 when the
 // daemon exited 0 (a clean shutdown), 2 when it exited 2 (a configuration error, final), the
 // daemon's status after SIGTERM/SIGINT was forwarded to it (128 + signal if it was killed), 1
 // if the keeper could not start. Takes over the calling process: signal mask, SIGPIPE, the

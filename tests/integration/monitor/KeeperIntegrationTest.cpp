@@ -484,14 +484,37 @@ TEST_F(KeeperIntegration, SignalsAreForwardedToTheDaemon) {
     auto daemon = keeper.accept();
     ASSERT_TRUE(daemon);
     daemon->ask("adopt", "ready");
-    ASSERT_EQ(::kill(keeper.pid(), SIGHUP), 0);  // passed on; nothing stops
-    EXPECT_EQ(daemon->expect("signal"), "signal 1");
-    EXPECT_EQ(keeper.wait(100), std::nullopt);
     ASSERT_EQ(::kill(keeper.pid(), stop), 0);
     EXPECT_EQ(daemon->expect("signal"), "signal " + std::to_string(stop));
     EXPECT_EQ(keeper.wait(5000), 0);
     EXPECT_EQ(countLines(dir / "starts"), 1u) << "a daemon asked to stop is not restarted";
   }
+}
+
+// SIGHUP replaces the daemon (SIGTERM, then a new one at once) and the keeper keeps everything:
+// the new daemon gets the held pipe back and the exit that follows.
+TEST_F(KeeperIntegration, SighupReplacesTheDaemonAndKeepsWhatItHolds) {
+  TempDir dir;
+  KeeperRun keeper(dir, {});
+  auto first = keeper.accept();
+  ASSERT_TRUE(first);
+  first->ask("adopt", "ready");
+  const pid_t writer = spawned(keeper, *first, "spawn w1 1 1 10 4 on-usr1");
+  ASSERT_GT(writer, 0);
+  ASSERT_TRUE(waitUntil([&] { return readFile(dir / "w1.out") == "00000000\n"; }, 5000));
+  ASSERT_EQ(::kill(keeper.pid(), SIGHUP), 0);
+  EXPECT_EQ(first->expect("signal"), "signal 15");
+  EXPECT_TRUE(first->closes());
+  auto second = keeper.accept();
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->ask("adopt", "ready"), "ready held=w1:1:0 exits=");
+  ASSERT_EQ(::kill(writer, SIGUSR1), 0);
+  EXPECT_EQ(second->expect("exit"),
+            "exit w1 " + std::to_string(writer) + " " + std::to_string(4 << 8));
+  EXPECT_EQ(countLines(dir / "starts"), 2u);
+  EXPECT_NE(keeper.log().find("as asked (SIGHUP)"), std::string::npos) << keeper.log();
+  ASSERT_EQ(::kill(keeper.pid(), SIGTERM), 0);
+  EXPECT_EQ(keeper.wait(5000), 0);
 }
 
 // A clean shutdown (exit 0) closes every held descriptor with the keeper: a container still
