@@ -61,7 +61,11 @@ void fillContainerStatus(const pods::Container& c, v1::ContainerStatus& s) {
   *s.mutable_annotations() = c.config.annotations();
   *s.mutable_mounts() = c.config.mounts();
   s.set_log_path(c.logPath);
-  s.mutable_user()->mutable_linux()->set_uid(c.uid);
+  auto* user = s.mutable_user()->mutable_linux();
+  user->set_uid(c.uid);
+  user->set_gid(c.gid);
+  for (uint32_t group : c.additionalGids)
+    user->add_supplemental_groups(group);
   // As created, or as UpdateContainerResources last set them.
   if (c.config.linux().has_resources()) {
     *s.mutable_resources()->mutable_linux() = c.config.linux().resources();

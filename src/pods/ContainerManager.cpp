@@ -171,6 +171,8 @@ Status ContainerManager::persist(const Container& c) {
                                  {"log_path", c.logPath},
                                  {"stop_signal", c.stopSignal},
                                  {"uid", c.uid},
+                                 {"gid", c.gid},
+                                 {"additional_gids", c.additionalGids},
                                  {"username", c.username},
                                  {"resources", c.resources},
                                  {"oom_counter", c.memoryCgroup.oomCounterPath}};
@@ -320,6 +322,8 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
                 spdlog::warn("container {}: {}", id, warning);
               c.stopSignal = job->spec.stopSignal.empty() ? "SIGTERM" : job->spec.stopSignal;
               c.uid = job->spec.uid;
+              c.gid = job->spec.gid;
+              c.additionalGids = job->spec.additionalGids;
               c.username = job->spec.username;
               if (job->spec.config.contains("linux") &&
                   job->spec.config["linux"].contains("resources")) {
@@ -473,6 +477,8 @@ std::string ContainerManager::load(std::vector<std::string>& notes) {
         c->logPath = r.at("log_path").get<std::string>();
         c->stopSignal = r.at("stop_signal").get<std::string>();
         c->uid = r.at("uid").get<uint32_t>();
+        c->gid = r.value("gid", 0u);
+        c->additionalGids = r.value("additional_gids", std::vector<uint32_t>());
         c->username = r.at("username").get<std::string>();
         c->resources = r.at("resources");
         c->memoryCgroup.oomCounterPath = r.value("oom_counter", "");

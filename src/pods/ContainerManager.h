@@ -46,7 +46,8 @@ struct Container {
   std::string reason, message;
   std::string logPath;
   std::string stopSignal = "SIGTERM";
-  uint32_t uid = 0;
+  uint32_t uid = 0, gid = 0;
+  std::vector<uint32_t> additionalGids;
   std::string username;
   nlohmann::json resources;            // the spec's linux.resources, for status
   bool recovered = false;              // loaded after a daemon restart

@@ -169,16 +169,19 @@ def test_a_container_runs_and_its_output_and_exit_code_are_recorded(daemon, tmp_
 def test_what_the_container_sees(daemon, tmp_path):
     _, s, records = run_to_exit(
         daemon, tmp_path,
-        ["sh", "-c", "echo env=$GREETING; pwd; hostname; id -u; id -g; cat /etc/resolv.conf"],
+        ["sh", "-c", "echo env=$GREETING; pwd; hostname; id -u; id -g; id -G; "
+                     "cat /etc/resolv.conf"],
         envs=[api_pb2.KeyValue(key="GREETING", value=b"hi there")], working_dir="/tmp",
         linux=api_pb2.LinuxContainerConfig(security_context=api_pb2.LinuxContainerSecurityContext(
             run_as_user=api_pb2.Int64Value(value=1000),
-            run_as_group=api_pb2.Int64Value(value=1000),
+            run_as_group=api_pb2.Int64Value(value=1000), supplemental_groups=[2000],
             namespace_options=api_pb2.NamespaceOption(pid=api_pb2.CONTAINER))))
     out = [content.decode() for stream, _, content in records if stream == "stdout"]
     assert s.exit_code == 0 and s.reason == "Completed", records
     assert out[:5] == ["env=hi there", "/tmp", "pod-c", "1000", "1000"], out
-    assert s.user.linux.uid == 1000
+    assert sorted(out[5].split()) == ["1000", "2000"], out
+    assert (s.user.linux.uid, s.user.linux.gid) == (1000, 1000)
+    assert 2000 in s.user.linux.supplemental_groups, s.user
 
 
 def test_stop_sends_the_signal_then_kills(daemon, tmp_path):
