@@ -88,6 +88,7 @@ void Loop::onPrepare(uv_prepare_t* handle) {
 }
 
 void Loop::endTurn() {
+  ++turnNumber_;
   if (turnBusyNs_ > stallThresholdNs_) {
     ++stallsReported_;
     if (stallReporter_) {

@@ -45,6 +45,9 @@ class Loop {
   void run();
   void stop() { uv_stop(&loop_); }
   uint64_t nowMs() const { return uv_now(&loop_); }
+  // Counts the loop's turns (each ends right before the loop blocks or polls again): readers
+  // that bound their work per turn know when a new one began.
+  uint64_t turnNumber() const { return turnNumber_; }
 
   // Runs `fn` on this loop after the current callback returns, before the loop blocks again.
   // Used to free objects whose methods are on the stack and to batch writes.
@@ -103,6 +106,7 @@ class Loop {
   int activityDepth_ = 0;
   std::string_view currentLabel_;
   uint64_t turnBusyNs_ = 0;
+  uint64_t turnNumber_ = 0;
   unsigned turnCallbacks_ = 0;
   uint64_t turnLongestNs_ = 0;
   // A copy: the owner of the label may be gone by the end of the turn.

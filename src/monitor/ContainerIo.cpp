@@ -147,8 +147,9 @@ void ContainerIo::start(std::function<void()> drained) {
                                {stderr_.get(), logging::LogStream::kStderr}}) {
     if (stream == nullptr) continue;
     const int rc = stream->startReading(
-        [this, which](std::string_view bytes) {
+        [this, which, stream](std::string_view bytes) {
           if (writer_) writer_->write(which, bytes);
+          chargeTurn(*stream, bytes.size());
         },
         [this](int) { streamEnded(); });
     if (rc != 0) streamEnded();
@@ -158,6 +159,19 @@ void ContainerIo::start(std::function<void()> drained) {
     drained_ = nullptr;
     done();
   }
+}
+
+void ContainerIo::chargeTurn(loop::PipeStream& stream, size_t bytes) {
+  if (loop_.turnNumber() != turn_) {
+    turn_ = loop_.turnNumber();
+    turnBytes_ = 0;
+  }
+  turnBytes_ += bytes;
+  if (turnBytes_ < kMaxBytesPerTurn) return;
+  // libuv would go on reading this pipe while it has data; stop, and ask again once the loop
+  // has polled everything else.
+  stream.stopReading();
+  loop_.defer(lifetime_.watch(), [&stream] { stream.resumeReading(); });
 }
 
 void ContainerIo::streamEnded() {

@@ -34,6 +34,10 @@ struct ContainerIoFds {
 
 class ContainerIo {
  public:
+  // What one container's output may cost the loop per turn: a container flooding its stdout
+  // gets this much handled, then waits for the next turn, behind RPCs and other containers.
+  static constexpr size_t kMaxBytesPerTurn = 128 * 1024;
+
   // Pipes for a container about to be created (for a tty: only the mode; the terminal comes
   // with attachTerminal()). `writer` may be null (no log path).
   static std::unique_ptr<ContainerIo> create(loop::Loop& loop,
@@ -80,6 +84,8 @@ class ContainerIo {
       : loop_(loop), writer_(std::move(writer)), mode_(mode) {}
   grpc::Status adoptOutput(state::UniqueFd stdoutFd, state::UniqueFd stderrFd, std::string& error);
   void streamEnded();
+  // Counts a read against this turn's budget; past it, `stream` pauses until the next turn.
+  void chargeTurn(loop::PipeStream& stream, size_t bytes);
 
   loop::Loop& loop_;
   std::unique_ptr<logging::LogWriter> writer_;
@@ -90,6 +96,9 @@ class ContainerIo {
   state::UniqueFd stdinWrite_;                             // ours (not for a tty)
   int openStreams_ = 0;
   std::function<void()> drained_;
+  uint64_t turn_ = 0;     // the loop turn turnBytes_ counts
+  size_t turnBytes_ = 0;  // read from this container in that turn
+  loop::LifetimeGuard lifetime_;
 };
 
 }  // namespace monocri::monitor
