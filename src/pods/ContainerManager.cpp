@@ -144,16 +144,21 @@ std::string ContainerManager::stateDir(const std::string& id) const {
   return options_.stateRoot + "/containers/" + id;
 }
 
-Status ContainerManager::persist(const Container& c) {
+Status ContainerManager::persist(Container& c) {
   const std::string dir = stateDir(c.id);
   if (std::string error = state::makeDirectories(dir, 0700); !error.empty()) {
     return Status(StatusCode::kInternal, error);
   }
-  std::string config;
-  c.config.SerializeToString(&config);
-  if (std::string error = state::writeFileAtomically(dir + "/config.pb", config, 0600);
-      !error.empty()) {
-    return Status(StatusCode::kInternal, error);
+  // Rewritten only when it changed (created, resources updated).
+  if (!c.configPersisted) {
+    std::string config;
+    c.config.SerializeToString(&config);
+    if (std::string error = state::writeFileAtomically(dir + "/config.pb", config, 0600,
+                                                       state::Durability::kProcessCrash);
+        !error.empty()) {
+      return Status(StatusCode::kInternal, error);
+    }
+    c.configPersisted = true;
   }
   const nlohmann::json record = {{"id", c.id},
                                  {"pod_id", c.podId},
@@ -176,7 +181,8 @@ Status ContainerManager::persist(const Container& c) {
                                  {"username", c.username},
                                  {"resources", c.resources},
                                  {"oom_counter", c.memoryCgroup.oomCounterPath}};
-  if (std::string error = state::writeFileAtomically(dir + "/container.json", record.dump(), 0600);
+  if (std::string error = state::writeFileAtomically(dir + "/container.json", record.dump(), 0600,
+                                                     state::Durability::kProcessCrash);
       !error.empty()) {
     return Status(StatusCode::kInternal, error);
   }
@@ -497,6 +503,7 @@ std::string ContainerManager::load(std::vector<std::string>& notes) {
       continue;
     }
     c->recovered = true;
+    c->configPersisted = true;
     const bool live = c->state == ContainerState::kCreated || c->state == ContainerState::kRunning;
     containers_[id] = std::move(c);
     if (live) reconcile(id);
@@ -817,6 +824,7 @@ void ContainerManager::updateResources(const std::string& id,
                     if (it == containers_.end()) return done(Status::ok());
                     Container& c = *it->second;
                     *c.config.mutable_linux()->mutable_resources() = merged;
+                    c.configPersisted = false;
                     // The spec's other resources (devices) stay as they were.
                     if (!c.resources.is_object()) c.resources = nlohmann::json::object();
                     for (const auto& [key, value] : linuxResources.items())

@@ -57,8 +57,9 @@ struct Container {
   std::unique_ptr<monitor::ContainerIo> io;
   std::unique_ptr<oci::ConsoleSocket> console;  // a tty container's, until its terminal came
   loop::HandlePtr<loop::Timer> consoleTimer;
-  std::string terminalError;  // the console socket failed before the runtime answered
-  bool tracked = false;       // its pid is with the exit monitor
+  std::string terminalError;     // the console socket failed before the runtime answered
+  bool tracked = false;          // its pid is with the exit monitor
+  bool configPersisted = false;  // config.pb holds `config` as it is
   std::vector<std::function<void(grpc::Status)>> stopWaiters;  // StopContainer calls waiting
   loop::HandlePtr<loop::Timer> killTimer;                      // SIGKILL after the timeout
 
@@ -118,7 +119,7 @@ class ContainerManager {
   void exitNotSeen(const std::string& id);
   void reconcile(const std::string& id);
   void startIo(Container& container);
-  grpc::Status persist(const Container& container);
+  grpc::Status persist(Container& container);
   void answerStops(Container& container, grpc::Status status);
   std::string bundleDir(const std::string& id) const;
   std::string stateDir(const std::string& id) const;

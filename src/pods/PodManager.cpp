@@ -162,13 +162,17 @@ Status PodManager::persist(const PodSandbox& pod) {
   if (std::string error = state::makeDirectories(dir, 0700); !error.empty()) {
     return Status(StatusCode::kInternal, error);
   }
-  std::string config;
-  if (!pod.config.SerializeToString(&config)) {
-    return Status(StatusCode::kInternal, "cannot encode the pod config");
-  }
-  if (std::string error = state::writeFileAtomically(dir + "/config.pb", config, 0600);
-      !error.empty()) {
-    return Status(StatusCode::kInternal, error);
+  // Kubelet's config never changes after RunPodSandbox: written once.
+  if (!std::filesystem::exists(dir + "/config.pb")) {
+    std::string config;
+    if (!pod.config.SerializeToString(&config)) {
+      return Status(StatusCode::kInternal, "cannot encode the pod config");
+    }
+    if (std::string error = state::writeFileAtomically(dir + "/config.pb", config, 0600,
+                                                       state::Durability::kProcessCrash);
+        !error.empty()) {
+      return Status(StatusCode::kInternal, error);
+    }
   }
   nlohmann::json record = {
       {"id", pod.id},
@@ -184,7 +188,8 @@ Status PodManager::persist(const PodSandbox& pod) {
       {"init_start_ticks", pod.initStartTicks},
       {"stop_reason", pod.stopReason},
   };
-  if (std::string error = state::writeFileAtomically(dir + "/pod.json", record.dump(), 0600);
+  if (std::string error = state::writeFileAtomically(dir + "/pod.json", record.dump(), 0600,
+                                                     state::Durability::kProcessCrash);
       !error.empty()) {
     return Status(StatusCode::kInternal, error);
   }

@@ -57,7 +57,8 @@ std::string removeContents(int dirFd, const std::string& path) {
 
 }  // namespace
 
-std::string writeFileAtomically(const std::string& path, std::string_view contents, mode_t mode) {
+std::string writeFileAtomically(const std::string& path, std::string_view contents, mode_t mode,
+                                Durability durability) {
   const std::string temp = path + ".tmp";
   UniqueFd fd(open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
   if (fd.get() < 0) return errnoText("create", temp);
@@ -72,7 +73,7 @@ std::string writeFileAtomically(const std::string& path, std::string_view conten
     }
     written += static_cast<size_t>(n);
   }
-  if (fsync(fd.get()) != 0) {
+  if (durability == Durability::kPowerLoss && fsync(fd.get()) != 0) {
     std::string error = errnoText("fsync", temp);
     unlink(temp.c_str());
     return error;
@@ -82,6 +83,7 @@ std::string writeFileAtomically(const std::string& path, std::string_view conten
     unlink(temp.c_str());
     return error;
   }
+  if (durability == Durability::kProcessCrash) return {};
   return syncDirectory(std::filesystem::path(path).parent_path().string());
 }
 

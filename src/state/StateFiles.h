@@ -10,10 +10,17 @@
 
 namespace monocri::state {
 
-// Writes `contents` to a temp file beside `path`, fsyncs it, renames it over `path` and fsyncs
-// the directory. Returns "" or an error naming the path and the failing operation.
+// What a write must survive. A process crash never tears a file written through a temp file and
+// a rename; surviving a power loss also takes two fsyncs, which on a disk busy with other writes
+// can take tens of milliseconds each: state that a reboot makes moot anyway (a container's or a
+// pod's record: after a reboot they are reconciled and reported as lost) skips them.
+enum class Durability { kPowerLoss, kProcessCrash };
+
+// Writes `contents` to a temp file beside `path`, renames it over `path`; with kPowerLoss, the
+// file is fsynced before the rename and the directory after it. Returns "" or an error naming
+// the path and the failing operation.
 std::string writeFileAtomically(const std::string& path, std::string_view contents,
-                                mode_t mode = 0644);
+                                mode_t mode = 0644, Durability durability = Durability::kPowerLoss);
 
 // Reads a whole file of at most `maxBytes` (a larger one is an error, not a truncation); files
 // that report no size (procfs, sysfs, cgroupfs) are read to their end within the same bound.
