@@ -34,6 +34,27 @@ constexpr mode_t kLogFileMode = 0640;
 // "<timestamp> stdout F "
 constexpr size_t kHeaderBytes = kLogTimestampBytes + 1 + 6 + 1 + 1 + 1;
 
+// A stream that keeps dropping gets at most one rate-limit marker in this time.
+constexpr uint64_t kRateMarkerIntervalMs = 1000;
+
+std::string sizeLimitMarker(uint64_t maxFileBytes) {
+  return "[monocri] log size limit of " + std::to_string(maxFileBytes) +
+         " bytes reached: further output is dropped until the log is rotated";
+}
+
+std::string rateLimitMarker(uint64_t bytesPerSecond, uint64_t dropped) {
+  return "[monocri] rate limit of " + std::to_string(bytesPerSecond) +
+         " bytes/s exceeded: " + std::to_string(dropped) + " bytes dropped";
+}
+
+// What the size cap counts a file as holding when the writer starts on it. Only a regular file
+// grows; a FIFO or a device (/dev/null) counts as empty.
+uint64_t sizeOfLogFile(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+  return static_cast<uint64_t>(st.st_size);
+}
+
 // Returns the file, or an invalid fd with `error` and `errorNumber` set.
 state::UniqueFd openLogFile(const std::string& path, std::string& error, int& errorNumber) {
   // O_NONBLOCK: a FIFO planted at the path must neither block the open nor a write.
@@ -90,8 +111,12 @@ class LogWriter::RecordBatch {
   bool full() const { return bytes_.size() >= kBatchBytes || segments_.size() >= kMaxSegments; }
   uint64_t records() const { return records_; }
   uint64_t contentBytes() const { return contentBytes_; }
+  // What the file grows by when the batch is written (computed, not counted: the size cap is
+  // the only one asking).
+  uint64_t outputBytes() const { return bytes_.size() + referencedBytes_; }
 
-  void appendHeader(int64_t timeNs, LogStream stream, bool partial) {
+  // Once per record, in the writer's hottest path: inlined into each caller.
+  [[gnu::always_inline]] void appendHeader(int64_t timeNs, LogStream stream, bool partial) {
     const size_t at = bytes_.size();
     bytes_.resize(at + kHeaderBytes);
     char* out = bytes_.data() + at;
@@ -117,6 +142,7 @@ class LogWriter::RecordBatch {
     } else {
       closeRun();
       segments_.push_back({content.data(), 0, content.size()});
+      referencedBytes_ += content.size();
     }
     contentBytes_ += content.size();
   }
@@ -177,6 +203,7 @@ class LogWriter::RecordBatch {
     runStart_ = 0;
     records_ = 0;
     contentBytes_ = 0;
+    referencedBytes_ = 0;
   }
 
  private:
@@ -201,6 +228,7 @@ class LogWriter::RecordBatch {
   std::vector<iovec> iov_;
   uint64_t records_ = 0;
   uint64_t contentBytes_ = 0;
+  uint64_t referencedBytes_ = 0;
   bool haveStamp_ = false;
   int64_t stampTimeNs_ = 0;
   char stamp_[kLogTimestampBytes] = {};
@@ -211,6 +239,17 @@ std::unique_ptr<LogWriter> LogWriter::open(loop::Loop& loop, std::string path,
   if (options.maxLineBytes == 0 || options.maxLineBytes > kMaxLineBytesLimit) {
     error = "container log " + path + ": maxLineBytes must be 1 to " +
             std::to_string(kMaxLineBytesLimit) + ", not " + std::to_string(options.maxLineBytes);
+    return nullptr;
+  }
+  if (options.rateBytesPerSecond > TokenBucket::kMaxBytes ||
+      options.rateBurstBytes > TokenBucket::kMaxBytes) {
+    error = "container log " + path + ": rateBytesPerSecond and rateBurstBytes must be at most " +
+            std::to_string(TokenBucket::kMaxBytes);
+    return nullptr;
+  }
+  if (options.rateBurstBytes != 0 && options.rateBytesPerSecond == 0) {
+    error = "container log " + path + ": rateBurstBytes " + std::to_string(options.rateBurstBytes) +
+            " is given without rateBytesPerSecond";
     return nullptr;
   }
   int errorNumber = 0;
@@ -226,11 +265,20 @@ LogWriter::LogWriter(loop::Loop& loop, std::string path, LogWriterOptions option
       path_(std::move(path)),
       options_(std::move(options)),
       fd_(std::move(fd)),
-      flushTimer_(loop::Timer::create(loop, "container log partial-line flush")) {}
+      flushTimer_(loop::Timer::create(loop, "container log partial-line flush")) {
+  if (options_.maxFileBytes != 0) fileBytes_ = sizeOfLogFile(fd_.get());
+  if (options_.rateBytesPerSecond != 0) {
+    const uint64_t burst =
+        options_.rateBurstBytes != 0 ? options_.rateBurstBytes : options_.rateBytesPerSecond;
+    rateLimit_.emplace(options_.rateBytesPerSecond, burst, loopClockMs());
+  }
+}
 
 LogWriter::~LogWriter() {
   RecordBatch& batch = RecordBatch::forThisThread();
   const int64_t nowNs = wallClockNs();
+  // Before the P records: a marker after one would read as the end of that line.
+  if (rateLimit_) writeRateMarkers(batch, loopClockMs(), nowNs, /*final=*/true);
   for (LogStream stream : {LogStream::kStdout, LogStream::kStderr}) {
     if (!pending(stream).bytes.empty()) addRecord(batch, stream, true, {}, nowNs);
   }
@@ -244,12 +292,54 @@ int64_t LogWriter::wallClockNs() const {
   return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
 }
 
+uint64_t LogWriter::loopClockMs() const {
+  return options_.loopClockMs ? options_.loopClockMs() : loop_.nowMs();
+}
+
 void LogWriter::write(LogStream stream, std::string_view bytes) {
   if (bytes.empty()) return;
   stats_.bytesIn += bytes.size();
+  if (sizeLimitReached_) {
+    dropPastSizeLimit(stream, bytes);
+    return;
+  }
   const int64_t nowNs = wallClockNs();
-  PendingLine& line = pending(stream);
   RecordBatch& batch = RecordBatch::forThisThread();
+  StreamLimits& limited = limits(stream);
+  if (limited.cut != Cut::kNone) bytes = discardRestOfCutLine(stream, bytes);
+  std::string_view refused;
+  if (rateLimit_ && !bytes.empty()) {
+    const uint64_t granted = rateLimit_->take(bytes.size(), loopClockMs());
+    refused = bytes.substr(granted);
+    bytes = bytes.substr(0, granted);
+  }
+  bool belowSizeLimit = appendLines(batch, stream, bytes, nowNs);
+  if (!refused.empty()) {
+    PendingLine& cutLine = pending(stream);
+    // The line in progress ends with what was taken of it.
+    if (belowSizeLimit && (!cutLine.bytes.empty() || cutLine.continued)) {
+      belowSizeLimit = addRecord(batch, stream, false, {}, nowNs);
+    }
+    if (belowSizeLimit) {
+      dropByRateLimit(stream, refused);
+    } else {
+      dropPastSizeLimit(stream, refused);
+    }
+  }
+  PendingLine& line = pending(stream);
+  if (options_.partialFlushMs == 0 && !line.bytes.empty()) {
+    addRecord(batch, stream, true, {}, nowNs);
+    releaseIdleMemory();  // no timer in this mode
+  }
+  if (rateLimit_ && (limits_[0].droppedSinceMarker != 0 || limits_[1].droppedSinceMarker != 0)) {
+    writeRateMarkers(batch, loopClockMs(), nowNs, /*final=*/false);
+  }
+  if (!batch.empty()) writeBatch(batch);
+}
+
+bool LogWriter::appendLines(RecordBatch& batch, LogStream stream, std::string_view bytes,
+                            int64_t nowNs) {
+  PendingLine& line = pending(stream);
   while (!bytes.empty()) {
     const size_t room = options_.maxLineBytes - line.bytes.size();
     // A '\n' right after `room` bytes still ends a line of exactly maxLineBytes.
@@ -257,7 +347,10 @@ void LogWriter::write(LogStream stream, std::string_view bytes) {
     const auto* newline = static_cast<const char*>(std::memchr(bytes.data(), '\n', searched));
     if (newline != nullptr) {
       const size_t length = static_cast<size_t>(newline - bytes.data());
-      addRecord(batch, stream, false, bytes.substr(0, length), nowNs);
+      if (!addRecord(batch, stream, false, bytes.substr(0, length), nowNs)) {
+        dropPastSizeLimit(stream, bytes);
+        return false;
+      }
       bytes.remove_prefix(length + 1);
     } else if (bytes.size() <= room) {
       if (line.bytes.empty()) startPending(line, nowNs);
@@ -265,15 +358,42 @@ void LogWriter::write(LogStream stream, std::string_view bytes) {
       break;
     } else {
       // Longer than a record may be: a full-size chunk, and the line goes on.
-      addRecord(batch, stream, true, bytes.substr(0, room), nowNs);
+      if (!addRecord(batch, stream, true, bytes.substr(0, room), nowNs)) {
+        dropPastSizeLimit(stream, bytes);
+        return false;
+      }
       bytes.remove_prefix(room);
     }
   }
-  if (options_.partialFlushMs == 0 && !line.bytes.empty()) {
-    addRecord(batch, stream, true, {}, nowNs);
-    releaseIdleMemory();  // no timer in this mode
+  return true;
+}
+
+void LogWriter::dropPastSizeLimit(LogStream stream, std::string_view bytes) {
+  stats_.bytesDroppedBySizeLimit += bytes.size();
+  // Whatever comes after a rotation starts where a line starts.
+  limits(stream).cut = bytes.back() == '\n' ? Cut::kNone : Cut::kBySizeLimit;
+}
+
+void LogWriter::dropByRateLimit(LogStream stream, std::string_view bytes) {
+  stats_.bytesDroppedByRateLimit += bytes.size();
+  StreamLimits& limited = limits(stream);
+  limited.droppedSinceMarker += bytes.size();
+  limited.cut = bytes.back() == '\n' ? Cut::kNone : Cut::kByRateLimit;
+}
+
+std::string_view LogWriter::discardRestOfCutLine(LogStream stream, std::string_view bytes) {
+  StreamLimits& limited = limits(stream);
+  const auto* newline = static_cast<const char*>(std::memchr(bytes.data(), '\n', bytes.size()));
+  const size_t discarded =
+      newline != nullptr ? static_cast<size_t>(newline - bytes.data()) + 1 : bytes.size();
+  if (limited.cut == Cut::kByRateLimit) {
+    stats_.bytesDroppedByRateLimit += discarded;
+    limited.droppedSinceMarker += discarded;
+  } else {
+    stats_.bytesDroppedBySizeLimit += discarded;
   }
-  if (!batch.empty()) writeBatch(batch);
+  if (newline != nullptr) limited.cut = Cut::kNone;
+  return bytes.substr(discarded);
 }
 
 void LogWriter::finish() {
@@ -283,6 +403,7 @@ void LogWriter::finish() {
     const PendingLine& line = pending(stream);
     if (!line.bytes.empty() || line.continued) addRecord(batch, stream, false, {}, nowNs);
   }
+  if (rateLimit_) writeRateMarkers(batch, loopClockMs(), nowNs, /*final=*/true);
   if (!batch.empty()) writeBatch(batch);
   flushTimer_->stop();
   releaseIdleMemory();
@@ -303,12 +424,23 @@ grpc::Status LogWriter::reopen() {
   if (!fd.valid()) return grpc::Status(statusCodeForErrno(errorNumber), "re" + error);
   // Every record so far was written synchronously to the old file; the next goes to this one.
   fd_ = std::move(fd);
+  if (options_.maxFileBytes != 0) fileBytes_ = sizeOfLogFile(fd_.get());
+  sizeLimitReached_ = false;
   return grpc::Status::ok();
 }
 
-void LogWriter::addRecord(RecordBatch& batch, LogStream stream, bool partial, std::string_view tail,
+bool LogWriter::pastSizeLimit(const RecordBatch& batch, size_t contentBytes) const {
+  return options_.maxFileBytes != 0 &&
+         fileBytes_ + batch.outputBytes() + kHeaderBytes + contentBytes + 1 > options_.maxFileBytes;
+}
+
+bool LogWriter::addRecord(RecordBatch& batch, LogStream stream, bool partial, std::string_view tail,
                           int64_t nowNs) {
   PendingLine& line = pending(stream);
+  if (pastSizeLimit(batch, line.bytes.size() + tail.size())) [[unlikely]] {
+    reachSizeLimit(batch, stream, nowNs);
+    return false;
+  }
   const int64_t timeNs = line.bytes.empty() ? nowNs : line.firstByteNs;
   batch.appendHeader(timeNs, stream, partial);
   // The pending bytes are copied: their buffer is reused before the batch is written.
@@ -318,6 +450,70 @@ void LogWriter::addRecord(RecordBatch& batch, LogStream stream, bool partial, st
   line.bytes.clear();  // its capacity is kept while output flows (see releaseIdleMemory)
   line.continued = partial;
   if (batch.full()) writeBatch(batch);
+  return true;
+}
+
+void LogWriter::addOwnRecord(RecordBatch& batch, LogStream stream, std::string_view content,
+                             int64_t nowNs) {
+  batch.appendHeader(nowNs, stream, false);
+  batch.appendContent(content, /*mayReference=*/false);
+  batch.endRecord();
+  if (batch.full()) writeBatch(batch);
+}
+
+void LogWriter::reachSizeLimit(RecordBatch& batch, LogStream stream, int64_t nowNs) {
+  sizeLimitReached_ = true;
+  // Lines in progress end here, in this file: none continues after the marker.
+  for (LogStream each : {LogStream::kStdout, LogStream::kStderr}) {
+    PendingLine& line = pending(each);
+    if (line.bytes.empty() && !line.continued) continue;
+    stats_.bytesDroppedBySizeLimit += line.bytes.size();
+    line.bytes.clear();
+    if (line.continued) addOwnRecord(batch, each, {}, nowNs);
+    line.continued = false;
+    limits(each).cut = Cut::kBySizeLimit;
+  }
+  addOwnRecord(batch, stream, sizeLimitMarker(options_.maxFileBytes), nowNs);
+}
+
+void LogWriter::writeRateMarkers(RecordBatch& batch, uint64_t nowMs, int64_t nowNs, bool final) {
+  // No marker past the size cap's: the counts wait for the rotation (and are in stats()).
+  uint64_t nextDueMs = UINT64_MAX;
+  for (LogStream stream : {LogStream::kStdout, LogStream::kStderr}) {
+    StreamLimits& limited = limits(stream);
+    if (sizeLimitReached_ || limited.droppedSinceMarker == 0) continue;
+    // Written once the line ends (the write() that ends it, or finish()).
+    if (pending(stream).continued) continue;
+    if (final || nowMs >= limited.nextMarkerMs) {
+      const std::string marker =
+          rateLimitMarker(options_.rateBytesPerSecond, limited.droppedSinceMarker);
+      // Markers count against the size cap like the container's records.
+      if (pastSizeLimit(batch, marker.size())) {
+        reachSizeLimit(batch, stream, nowNs);
+        continue;
+      }
+      addOwnRecord(batch, stream, marker, nowNs);
+      limited.droppedSinceMarker = 0;
+      limited.nextMarkerMs = nowMs + kRateMarkerIntervalMs;
+    } else {
+      nextDueMs = std::min(nextDueMs, limited.nextMarkerMs);
+    }
+  }
+  if (nextDueMs == UINT64_MAX || sizeLimitReached_) {
+    markerTimer_.reset();
+    return;
+  }
+  if (!markerTimer_) markerTimer_ = loop::Timer::create(loop_, "container log rate-limit marker");
+  if (!markerTimer_->active() || markerTimerDueMs_ != nextDueMs) {
+    markerTimer_->start(nextDueMs - nowMs, 0, [this] { onMarkerTimer(); });
+    markerTimerDueMs_ = nextDueMs;
+  }
+}
+
+void LogWriter::onMarkerTimer() {
+  RecordBatch& batch = RecordBatch::forThisThread();
+  writeRateMarkers(batch, loopClockMs(), wallClockNs(), /*final=*/false);
+  if (!batch.empty()) writeBatch(batch);
 }
 
 void LogWriter::startPending(PendingLine& line, int64_t nowNs) {
@@ -363,6 +559,7 @@ void LogWriter::writeBatch(RecordBatch& batch) {
     }
     stats_.recordsWritten += records;
     stats_.bytesWritten += static_cast<uint64_t>(result);
+    fileBytes_ += static_cast<uint64_t>(result);
     return;
   }
   ++stats_.writeErrors;

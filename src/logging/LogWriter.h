@@ -16,6 +16,13 @@
 // counted in stats(), and the next write() tries again. Memory: each stream keeps at most
 // maxLineBytes of unfinished line; the buffer records are built in is one per thread, shared by
 // every writer.
+//
+// Two optional limits drop output, never buffer it: a size cap on the current file (kubelet's
+// log_size_max) and a rate limit on the container's output (flood control). A limit that cuts a
+// line in the middle ends the part already taken as an F record and discards the rest of that
+// line, up to its '\n' whenever it comes, so that no record ever holds the tail of a line whose
+// head is missing. What was dropped is told by marker records on the stream that lost it (see
+// LogWriterOptions) and counted in stats().
 #pragma once
 
 #include <array>
@@ -23,11 +30,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "cri-bridge/grpc/GrpcStatus.h"
 #include "logging/LogRecord.h"
+#include "logging/TokenBucket.h"
 #include "loop/Loop.h"
 #include "loop/Timer.h"
 #include "state/UniqueFd.h"
@@ -43,6 +52,30 @@ struct LogWriterOptions {
   uint64_t partialFlushMs = 1000;
   // Wall clock for timestamps, in ns since the epoch (tests); empty means CLOCK_REALTIME.
   std::function<int64_t()> clock;
+
+  // log_size_max: the most bytes the current file may hold, counting its size when opened and
+  // what this writer added; 0 is no cap. The first record (rate markers included) that would
+  // take the file past it is not written, nor is any later output until reopen() (kubelet's
+  // rotation) starts a new file; in its place one marker record on the stream that record
+  // belonged to:
+  //   [monocri] log size limit of <maxFileBytes> bytes reached: further output is dropped until the
+  //   log is rotated
+  // That marker, and an empty F closing each line whose P records are in the file already, are
+  // the only records past the cap (at most 3 records, 237 bytes).
+  uint64_t maxFileBytes = 0;
+  // Flood control: the container's output (stdout and stderr together, each '\n' included) that
+  // may pass per second; 0 is no limit. Bytes beyond it are dropped. While a stream drops, a
+  // marker record on that stream says how many of its bytes were dropped since its last marker,
+  // at most once a second (the first one at once, the last one at the latest a second after the
+  // drop or at finish()):
+  //   [monocri] rate limit of <rateBytesPerSecond> bytes/s exceeded: <n> bytes dropped
+  // A marker waits while the stream's line has P records in the file, until that line ends.
+  uint64_t rateBytesPerSecond = 0;
+  // Bytes that may pass at once after a quiet spell; 0 is one second's worth. At most
+  // TokenBucket::kMaxBytes, like the rate.
+  uint64_t rateBurstBytes = 0;
+  // Monotonic clock of the rate limit, in ms (tests); empty means the loop's clock.
+  std::function<uint64_t()> loopClockMs;
 };
 
 inline constexpr size_t kMaxLineBytesLimit = 64 * 1024 * 1024;
@@ -55,6 +88,8 @@ class LogWriter {
                                          LogWriterOptions options, std::string& error);
   // Unfinished lines are written as P records, not closed: a writer taking the file over
   // (daemon restart) continues them. Call finish() first when the container has exited.
+  // Rate-limit markers not yet written are written first, except on a stream whose line has P
+  // records in the file.
   ~LogWriter();
   LogWriter(const LogWriter&) = delete;
   LogWriter& operator=(const LogWriter&) = delete;
@@ -62,12 +97,13 @@ class LogWriter {
   // Bytes as read from the container's pipe; only read during the call.
   void write(LogStream stream, std::string_view bytes);
   // The container exited and its pipes are drained: each unfinished line is closed by an F
-  // record with its remaining bytes (an empty F if they were all flushed as P already).
+  // record with its remaining bytes (an empty F if they were all flushed as P already), then the
+  // rate-limit markers not yet written are.
   void finish();
   // kubelet renamed the file and asks for a new one (ReopenContainerLog): later records go to a
   // file opened anew at the path. Every record written so far is in the old file and none is
-  // written twice; unfinished lines continue in the new file. On failure the writer keeps
-  // writing to the file it has.
+  // written twice; unfinished lines continue in the new file. The size cap counts anew from the
+  // new file's size. On failure the writer keeps writing to the file it has.
   grpc::Status reopen();
 
   struct Stats {
@@ -76,7 +112,10 @@ class LogWriter {
     uint64_t bytesWritten = 0;    // bytes the file took
     uint64_t writeErrors = 0;     // failed batches
     uint64_t bytesDropped = 0;    // content bytes of the records in failed batches
-    std::string lastError;        // "write /var/log/pods/...: No space left on device"
+    // Bytes handed to write() that the limits kept out of the file, '\n's included.
+    uint64_t bytesDroppedBySizeLimit = 0;
+    uint64_t bytesDroppedByRateLimit = 0;
+    std::string lastError;  // "write /var/log/pods/...: No space left on device"
   };
   const Stats& stats() const { return stats_; }
   const std::string& path() const { return path_; }
@@ -89,15 +128,41 @@ class LogWriter {
     uint64_t firstByteMs = 0;  // loop clock, for the flush delay
     bool continued = false;    // P records of this line are in the file already
   };
+  // A stream whose line a limit cut: the rest of that line is discarded up to its '\n'.
+  enum class Cut : uint8_t { kNone, kBySizeLimit, kByRateLimit };
+  struct StreamLimits {
+    Cut cut = Cut::kNone;
+    uint64_t droppedSinceMarker = 0;  // by the rate limit, not told by a marker yet
+    uint64_t nextMarkerMs = 0;        // loop clock: the earliest time of the next rate marker
+  };
   class RecordBatch;
 
   LogWriter(loop::Loop& loop, std::string path, LogWriterOptions options, state::UniqueFd fd);
   int64_t wallClockNs() const;
+  uint64_t loopClockMs() const;
   PendingLine& pending(LogStream stream) { return pending_[static_cast<size_t>(stream)]; }
+  StreamLimits& limits(LogStream stream) { return limits_[static_cast<size_t>(stream)]; }
+  // Turns `bytes` into records and the stream's unfinished line. False if the size cap was
+  // reached: the rest of `bytes` is dropped.
+  bool appendLines(RecordBatch& batch, LogStream stream, std::string_view bytes, int64_t nowNs);
   // Appends one record made of the pending bytes and `tail` to the batch and empties the
-  // pending line; writes the batch out if it is full.
-  void addRecord(RecordBatch& batch, LogStream stream, bool partial, std::string_view tail,
+  // pending line; writes the batch out if it is full. False if the record would take the file
+  // past the size cap: then nothing more is written until reopen().
+  bool addRecord(RecordBatch& batch, LogStream stream, bool partial, std::string_view tail,
                  int64_t nowNs);
+  // A record that is not the container's (a marker, an empty F closing a line).
+  void addOwnRecord(RecordBatch& batch, LogStream stream, std::string_view content, int64_t nowNs);
+  // Whether a record of `contentBytes` would take the file past the size cap.
+  bool pastSizeLimit(const RecordBatch& batch, size_t contentBytes) const;
+  void reachSizeLimit(RecordBatch& batch, LogStream stream, int64_t nowNs);
+  void dropPastSizeLimit(LogStream stream, std::string_view bytes);
+  // Drops the rest of a line a limit cut; returns what follows its '\n'.
+  std::string_view discardRestOfCutLine(LogStream stream, std::string_view bytes);
+  void dropByRateLimit(LogStream stream, std::string_view bytes);
+  // Writes the rate markers that are due (all of them if `final`) and arms the marker timer for
+  // the next one, or frees the timer when no marker waits.
+  void writeRateMarkers(RecordBatch& batch, uint64_t nowMs, int64_t nowNs, bool final);
+  void onMarkerTimer();
   void startPending(PendingLine& line, int64_t nowNs);
   void onFlushTimer();
   // Gives back the capacity of empty unfinished-line buffers grown by a long line.
@@ -112,6 +177,14 @@ class LogWriter {
   std::array<PendingLine, 2> pending_;
   Stats stats_;
   bool failing_ = false;  // the last write failed
+
+  uint64_t fileBytes_ = 0;  // the current file's size, as far as the size cap is concerned
+  bool sizeLimitReached_ = false;
+  std::optional<TokenBucket> rateLimit_;
+  std::array<StreamLimits, 2> limits_;
+  // Exists only while a rate marker waits: an idle writer holds no handle for it.
+  loop::HandlePtr<loop::Timer> markerTimer_;
+  uint64_t markerTimerDueMs_ = 0;
 };
 
 }  // namespace monocri::logging

@@ -1,7 +1,8 @@
 // Throughput of the CRI log writer (a measurement program, not a test): container output fed
-// in 64 KiB pieces, as the loop's reads deliver it, for short lines and for 1 MiB lines. Each
-// case is measured next to plain write(2) calls of the same bytes to a file, the ceiling a
-// writer that formats nothing would reach.
+// in 64 KiB pieces, as the loop's reads deliver it, for short lines and for 1 MiB lines, and
+// short lines again with the size cap and the rate limit on but never reached (what checking
+// them costs). Each case is measured next to plain write(2) calls of the same bytes to a file,
+// the ceiling a writer that formats nothing would reach.
 //
 //   bench-log-writer [--mib 256] [--dir /var/tmp] [--runs 3]
 #include <fcntl.h>
@@ -54,11 +55,11 @@ struct Result {
   double cpu = 0;
 };
 
-Result measureWriter(const std::string& path, const std::vector<std::string>& reads,
-                     size_t passes) {
+Result measureWriter(const std::string& path, const std::vector<std::string>& reads, size_t passes,
+                     const monocri::logging::LogWriterOptions& options) {
   monocri::loop::Loop loop;
   std::string error;
-  auto writer = LogWriter::open(loop, path, {}, error);
+  auto writer = LogWriter::open(loop, path, options, error);
   if (writer == nullptr) {
     std::fprintf(stderr, "bench-log-writer: %s\n", error.c_str());
     std::exit(1);
@@ -74,6 +75,10 @@ Result measureWriter(const std::string& path, const std::vector<std::string>& re
   Result result{std::chrono::duration<double>(end - start).count(), cpuSeconds() - cpu0};
   if (writer->stats().writeErrors != 0) {
     std::fprintf(stderr, "bench-log-writer: %s\n", writer->stats().lastError.c_str());
+    std::exit(1);
+  }
+  if (writer->stats().bytesDroppedBySizeLimit + writer->stats().bytesDroppedByRateLimit != 0) {
+    std::fprintf(stderr, "bench-log-writer: the limits were reached\n");
     std::exit(1);
   }
   return result;
@@ -137,8 +142,15 @@ int main(int argc, char** argv) {
   struct Case {
     const char* name;
     size_t lineBytes;
+    bool limits;
   };
-  for (const Case& c : {Case{"80 bytes", 80}, Case{"1 MiB", 1024 * 1024}}) {
+  for (const Case& c : {Case{"80 bytes", 80, false}, Case{"1 MiB", 1024 * 1024, false},
+                        Case{"80 B, lim.", 80, true}}) {
+    monocri::logging::LogWriterOptions options;
+    if (c.limits) {
+      options.maxFileBytes = UINT64_MAX;
+      options.rateBytesPerSecond = monocri::logging::TokenBucket::kMaxBytes;
+    }
     // A few MiB of reads, replayed: the input stays in the cache, as a pipe's does.
     const std::vector<std::string> reads = makeReads(c.lineBytes);
     const size_t passes = std::max<size_t>(1, total / (reads.size() * kReadBytes));
@@ -146,7 +158,7 @@ int main(int argc, char** argv) {
     std::vector<double> writerRates, writerCpuRates, rawRates, rawCpuRates;
     for (int run = 0; run < runs; ++run) {
       std::filesystem::remove(path);
-      const Result w = measureWriter(path, reads, passes);
+      const Result w = measureWriter(path, reads, passes, options);
       std::filesystem::remove(path);
       const Result r = measureRawWrites(path, reads, passes);
       std::filesystem::remove(path);
