@@ -64,6 +64,20 @@ std::string readPositive(const TomlValue& value, std::string_view key, const std
   return {};
 }
 
+std::string readCount(const TomlValue& value, std::string_view key, const std::string& path,
+                      uint64_t& out) {
+  if (value.kind != TomlValue::Kind::kInteger) {
+    return fmt::format("{}: '{}' must be an integer, not a {}", where(value, path), key,
+                       value.kindName());
+  }
+  if (value.integer < 0) {
+    return fmt::format("{}: '{}' must be 0 or more, got {}", where(value, path), key,
+                       value.integer);
+  }
+  out = static_cast<uint64_t>(value.integer);
+  return {};
+}
+
 std::string validate(const Config& config) {
   const std::pair<std::string_view, std::string> paths[] = {
       {"root", config.root},
@@ -86,6 +100,19 @@ std::string validate(const Config& config) {
   if (config.ociRuntime.empty()) return "'oci_runtime' must not be empty";
   if (config.maxConcurrentDownloads > 64) {
     return "'max_concurrent_downloads' must be at most 64";
+  }
+  if (config.containerLogMaxLineBytes > 64 * 1024 * 1024) {
+    return "'container_log_max_line_bytes' must be at most 67108864 (64 MiB)";
+  }
+  if (config.containerLogSizeMax != 0 && config.containerLogSizeMax < 4096) {
+    return "'container_log_size_max' must be 0 (no cap) or at least 4096 bytes";
+  }
+  if (config.containerLogRateBytesPerSecond > (uint64_t{1} << 40) ||
+      config.containerLogRateBurstBytes > (uint64_t{1} << 40)) {
+    return "'container_log_rate_bytes_per_second' and '_burst_bytes' must be at most 2^40";
+  }
+  if (config.containerLogRateBurstBytes != 0 && config.containerLogRateBytesPerSecond == 0) {
+    return "'container_log_rate_burst_bytes' needs 'container_log_rate_bytes_per_second'";
   }
   return {};
 }
@@ -140,6 +167,14 @@ std::string parseConfig(const std::string& text, const std::string& path, Config
       error = readPositive(value, name, path, out.maxConcurrentDownloads);
     } else if (name == "pull_progress_timeout_ms") {
       error = readPositive(value, name, path, out.pullProgressTimeoutMs);
+    } else if (name == "container_log_max_line_bytes") {
+      error = readPositive(value, name, path, out.containerLogMaxLineBytes);
+    } else if (name == "container_log_size_max") {
+      error = readCount(value, name, path, out.containerLogSizeMax);
+    } else if (name == "container_log_rate_bytes_per_second") {
+      error = readCount(value, name, path, out.containerLogRateBytesPerSecond);
+    } else if (name == "container_log_rate_burst_bytes") {
+      error = readCount(value, name, path, out.containerLogRateBurstBytes);
     } else {
       error = fmt::format("{}: unknown key '{}'", where(value, path), name);
     }
@@ -178,6 +213,10 @@ nlohmann::json configToJson(const Config& config) {
       {"pinnedImages", config.pinnedImages},
       {"maxConcurrentDownloads", config.maxConcurrentDownloads},
       {"pullProgressTimeoutMs", config.pullProgressTimeoutMs},
+      {"containerLogMaxLineBytes", config.containerLogMaxLineBytes},
+      {"containerLogSizeMax", config.containerLogSizeMax},
+      {"containerLogRateBytesPerSecond", config.containerLogRateBytesPerSecond},
+      {"containerLogRateBurstBytes", config.containerLogRateBurstBytes},
   };
 }
 
@@ -190,11 +229,15 @@ std::string configToToml(const Config& config) {
   return fmt::format(
       "root = {}\nrun_root = {}\nlisten = {}\nlog_level = {}\nstall_threshold_ms = {}\n"
       "shutdown_grace_ms = {}\noci_runtime = {}\nregistries_conf = {}\npinned_images = [{}]\n"
-      "max_concurrent_downloads = {}\npull_progress_timeout_ms = {}\n",
+      "max_concurrent_downloads = {}\npull_progress_timeout_ms = {}\n"
+      "container_log_max_line_bytes = {}\ncontainer_log_size_max = {}\n"
+      "container_log_rate_bytes_per_second = {}\ncontainer_log_rate_burst_bytes = {}\n",
       tomlQuote(config.root), tomlQuote(config.runRoot), tomlQuote(config.listenPath()),
       tomlQuote(config.logLevel), config.stallThresholdMs, config.shutdownGraceMs,
       tomlQuote(config.ociRuntime), tomlQuote(config.registriesConf), pinned,
-      config.maxConcurrentDownloads, config.pullProgressTimeoutMs);
+      config.maxConcurrentDownloads, config.pullProgressTimeoutMs, config.containerLogMaxLineBytes,
+      config.containerLogSizeMax, config.containerLogRateBytesPerSecond,
+      config.containerLogRateBurstBytes);
 }
 
 }  // namespace monocri::daemon

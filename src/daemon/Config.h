@@ -24,6 +24,13 @@ struct Config {
   std::vector<std::string> pinnedImages;    // never removed (kubelet's image GC skips them too)
   uint64_t maxConcurrentDownloads = 3;      // layers fetched at once
   uint64_t pullProgressTimeoutMs = 60'000;  // a registry sending nothing this long has failed
+  // Containers' CRI logs: the longest record (a longer line becomes P records), the size cap of
+  // one file (kubelet's log_size_max; 0: none) and flood control (bytes/s and burst; 0: none;
+  // a pod's annotation io.monocri.log-rate-limit may only lower it).
+  uint64_t containerLogMaxLineBytes = 16 * 1024;
+  uint64_t containerLogSizeMax = 0;
+  uint64_t containerLogRateBytesPerSecond = 0;
+  uint64_t containerLogRateBurstBytes = 0;
 
   std::string configPath;  // the file the values came from ("" if none)
 

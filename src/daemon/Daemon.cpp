@@ -116,6 +116,10 @@ int Daemon::run() {
   containerOptions.stateRoot = config_.root;
   containerOptions.runRoot = config_.runRoot;
   containerOptions.host = oci::probeHostLimits();
+  containerOptions.log.maxLineBytes = config_.containerLogMaxLineBytes;
+  containerOptions.log.maxFileBytes = config_.containerLogSizeMax;
+  containerOptions.log.rateBytesPerSecond = config_.containerLogRateBytesPerSecond;
+  containerOptions.log.rateBurstBytes = config_.containerLogRateBurstBytes;
   containers_ = std::make_unique<pods::ContainerManager>(loop_, containerOptions, *pods_, *images_,
                                                          *rootfs_, *runtimeClient_, *exits_);
   pods_->superviseInits(*exits_);

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
 #include <filesystem>
 
@@ -25,6 +26,30 @@ constexpr size_t kMaxImageConfigBytes = 8 << 20;
 constexpr uint64_t kTerminalWaitMs = 5000;
 // After SIGKILL, how long a stop waits for the exit before asking the runtime what became of it.
 constexpr uint64_t kExitAfterKillWaitMs = 10000;
+
+// A pod's own, lower, flood-control limit for its containers' logs.
+constexpr const char* kLogRateAnnotation = "io.monocri.log-rate-limit";
+
+// "1048576", "512Ki", "2Mi", "1M"... as bytes; false for anything else.
+bool parseByteCount(std::string_view text, uint64_t& out) {
+  static const std::pair<std::string_view, uint64_t> kUnits[] = {
+      {"Ki", 1ull << 10}, {"Mi", 1ull << 20}, {"Gi", 1ull << 30},
+      {"k", 1000},        {"M", 1000000},     {"G", 1000000000}};
+  uint64_t unit = 1;
+  for (const auto& [suffix, factor] : kUnits) {
+    if (text.size() > suffix.size() && text.ends_with(suffix)) {
+      text.remove_suffix(suffix.size());
+      unit = factor;
+      break;
+    }
+  }
+  uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) return false;
+  if (value > (uint64_t{1} << 40) / unit) return false;
+  out = value * unit;
+  return true;
+}
 
 int64_t nowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -339,8 +364,12 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
               std::unique_ptr<logging::LogWriter> writer;
               if (!c.logPath.empty()) {
                 std::string error;
+                logging::LogWriterOptions logOptions;
+                if (Status s = logOptionsFor(c.podId, logOptions); !s.isOk()) {
+                  return failCreate(id, s);
+                }
                 std::filesystem::create_directories(std::filesystem::path(c.logPath).parent_path());
-                writer = logging::LogWriter::open(loop_, c.logPath, options_.log, error);
+                writer = logging::LogWriter::open(loop_, c.logPath, logOptions, error);
                 if (!writer) return failCreate(id, Status(StatusCode::kInternal, error));
               }
               std::string error;
@@ -430,6 +459,29 @@ void ContainerManager::runtimeCreated(const std::string& id) {
   if (Status s = persist(c); !s.isOk()) return failCreate(id, s);
   spdlog::info("container {} ({}) created in pod {}", id, c.config.metadata().name(), c.podId);
   finishCreate(c.key(), Status::ok(), id);
+}
+
+Status ContainerManager::logOptionsFor(const std::string& podId,
+                                       logging::LogWriterOptions& out) const {
+  out = options_.log;
+  const PodSandbox* pod = pods_.find(podId);
+  if (pod == nullptr) return Status::ok();
+  const auto& annotations = pod->config.annotations();
+  const auto it = annotations.find(kLogRateAnnotation);
+  if (it == annotations.end()) return Status::ok();
+  uint64_t rate = 0;
+  if (!parseByteCount(it->second, rate) || rate == 0) {
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("pod annotation {}: '{}' is not a positive byte rate (e.g. "
+                              "1048576, 512Ki, 2Mi)",
+                              kLogRateAnnotation, it->second.substr(0, 64)));
+  }
+  // The node's limit is a ceiling a pod may lower, never raise.
+  if (out.rateBytesPerSecond == 0 || rate < out.rateBytesPerSecond) {
+    out.rateBytesPerSecond = rate;
+    if (out.rateBurstBytes > rate) out.rateBurstBytes = rate;
+  }
+  return Status::ok();
 }
 
 void ContainerManager::startIo(Container& c) {
@@ -577,7 +629,11 @@ void ContainerManager::adoptHeld(
     std::unique_ptr<logging::LogWriter> writer;
     std::string error;
     if (!c.logPath.empty()) {
-      writer = logging::LogWriter::open(loop_, c.logPath, options_.log, error);
+      logging::LogWriterOptions logOptions;
+      if (Status s = logOptionsFor(c.podId, logOptions); !s.isOk()) {
+        spdlog::warn("container {}: {}; its log is written without that limit", owner, s.message());
+      }
+      writer = logging::LogWriter::open(loop_, c.logPath, logOptions, error);
       if (!writer) spdlog::warn("container {}: log {}: {}", owner, c.logPath, error);
     }
     c.io = monitor::ContainerIo::adopt(loop_, std::move(writer), std::move(fds), error);
@@ -883,6 +939,8 @@ nlohmann::json ContainerManager::verboseInfo(const Container& c) const {
                    {"recordsWritten", stats.recordsWritten},
                    {"writeErrors", stats.writeErrors},
                    {"bytesDropped", stats.bytesDropped},
+                   {"bytesDroppedBySizeLimit", stats.bytesDroppedBySizeLimit},
+                   {"bytesDroppedByRateLimit", stats.bytesDroppedByRateLimit},
                    {"lastError", stats.lastError}};
   }
   return info;

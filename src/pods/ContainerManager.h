@@ -119,6 +119,8 @@ class ContainerManager {
   void exitNotSeen(const std::string& id);
   void reconcile(const std::string& id);
   void startIo(Container& container);
+  // The daemon's log options with the pod's own limits (its annotations) applied.
+  grpc::Status logOptionsFor(const std::string& podId, logging::LogWriterOptions& out) const;
   grpc::Status persist(Container& container);
   void answerStops(Container& container, grpc::Status status);
   std::string bundleDir(const std::string& id) const;

@@ -1,8 +1,10 @@
 """CRI logs under load: a container's exact bytes (random line lengths, binary content) come
 back from its log byte for byte per stream, across kubelet's rotations every 10 ms; a flood from
 10 containers does not starve the gRPC server."""
+import json
 import os
 import random
+import re
 import statistics
 import threading
 import time
@@ -146,3 +148,89 @@ def test_a_flood_from_ten_containers_does_not_starve_calls(daemon, tmp_path):
         assert p99 < 0.020, (f"{method} p99 {p99 * 1e3:.1f} ms during the flood",
                               [line[-90:] for line in daemon.log().splitlines() if "stall" in line])
     assert min(written) > 1 << 20, f"every container's output was being logged: {written}"
+
+
+def records_of(path):
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    assert lines[-1] == b""
+    out = []
+    for line in lines[:-1]:
+        match = RECORD.match(line)
+        assert match, line[:200]
+        out.append((match.group(2).decode(), match.group(3).decode(), match.group(4)))
+    return out
+
+
+def test_a_pod_lowers_the_log_rate_and_the_excess_is_dropped_with_markers(daemon, tmp_path):
+    pod = make_pod(daemon, tmp_path, name="chatty")
+    config = pod[1]
+    config.metadata.uid = "uid-chatty-limited"
+    config.annotations["io.monocri.log-rate-limit"] = "10Ki"
+    pod_id = call(daemon, "RunPodSandbox", api_pb2.RunPodSandboxRequest(config=config),
+                  api_pb2.RunPodSandboxResponse).pod_sandbox_id
+    container_id = create(daemon, (pod_id, config), "c",
+                          ["sh", "-c", "yes yyyyyyyyy | head -c 1000000; sleep 1.5"])
+    start(daemon, container_id)
+    assert wait_exited(daemon, container_id).exit_code == 0
+    log = os.path.join(config.log_directory, "c/0.log")
+    time.sleep(0.5)
+    records = records_of(log)
+    markers = [c for _, _, c in records if c.startswith(b"[monocri] ")]
+    lines = [c for _, _, c in records if not c.startswith(b"[monocri] ")]
+    assert markers and all(b"rate limit of 10240 bytes/s exceeded" in m for m in markers), markers
+    dropped = sum(int(re.search(rb"(\d+) bytes dropped", m).group(1)) for m in markers)
+    # Whole lines count their '\n'; a head cut by the limit lost it (counted as dropped). A head
+    # cut right before its '\n' looks whole: one byte of doubt per cut, at most one per marker.
+    kept = sum(len(c) + (c == b"yyyyyyyyy") for c in lines)
+    assert kept <= 2 * 10240 + 1000, "about a burst and a second's worth got through"
+    assert 0 <= kept + dropped - 1000000 <= len(markers), (kept, dropped)
+    assert all(c == b"yyyyyyyyy" or b"yyyyyyyyy".startswith(c) for c in lines), \
+        "no line is garbled: each is whole or a cut head"
+
+    info = json.loads(call(daemon, "ContainerStatus", api_pb2.ContainerStatusRequest(
+        container_id=container_id, verbose=True), api_pb2.ContainerStatusResponse).info["info"])
+    assert info["log"]["bytesDroppedByRateLimit"] == dropped, info["log"]
+
+    bad = config
+    bad.metadata.uid = "uid-chatty-bad"
+    bad.annotations["io.monocri.log-rate-limit"] = "lots"
+    bad_pod = call(daemon, "RunPodSandbox", api_pb2.RunPodSandboxRequest(config=bad),
+                   api_pb2.RunPodSandboxResponse).pod_sandbox_id
+    with pytest.raises(grpc.RpcError) as failure:
+        create(daemon, (bad_pod, bad), "c", ["true"])
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "io.monocri.log-rate-limit" in failure.value.details()
+
+
+def test_the_node_size_cap_stops_a_log_file_with_one_marker(tmp_path, registry):
+    from monocri_harness import Daemon
+    conf = tmp_path / "registries.conf"
+    conf.write_text(f'[[registry]]\nlocation = "{registry.address}"\ninsecure = true\n')
+    d = Daemon(str(tmp_path / "d"), args=["--registries-conf", str(conf)],
+               config="container_log_size_max = 65536\n").start()
+    d.image = f"{registry.address}/test/busybox:1"
+    d.cgroup_parent = f"monocri-test-{os.getpid()}"
+    try:
+        with d.channel() as channel:
+            unary(channel, "/runtime.v1.ImageService/PullImage",
+                  api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=d.image)),
+                  api_pb2.PullImageResponse, timeout=120)
+        pod = make_pod(d, tmp_path, name="big")
+        container_id = create(d, pod, "c", ["sh", "-c", "yes 0123456789 | head -c 1000000"])
+        start(d, container_id)
+        assert wait_exited(d, container_id).exit_code == 0
+        log = os.path.join(pod[1].log_directory, "c/0.log")
+        time.sleep(0.5)
+        size = os.path.getsize(log)
+        assert 60000 < size <= 65536 + 300, size
+        records = records_of(log)
+        markers = [c for _, _, c in records if c.startswith(b"[monocri] ")]
+        assert markers == [b"[monocri] log size limit of 65536 bytes reached: further output is "
+                           b"dropped until the log is rotated"], markers
+        assert all(c == b"0123456789" for _, _, c in records[:-1])
+        call(d, "RemovePodSandbox", api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod[0]),
+             api_pb2.RemovePodSandboxResponse)
+    finally:
+        code = d.stop()
+    assert code == 0, d.log()[-2000:]

@@ -159,6 +159,36 @@ TEST_F(ConfigTest, ShippedConfigFileStatesTheDefaults) {
   EXPECT_EQ(shipped.pinnedImages, defaults.pinnedImages);
   EXPECT_EQ(shipped.maxConcurrentDownloads, defaults.maxConcurrentDownloads);
   EXPECT_EQ(shipped.pullProgressTimeoutMs, defaults.pullProgressTimeoutMs);
+  EXPECT_EQ(shipped.containerLogMaxLineBytes, defaults.containerLogMaxLineBytes);
+  EXPECT_EQ(shipped.containerLogSizeMax, defaults.containerLogSizeMax);
+  EXPECT_EQ(shipped.containerLogRateBytesPerSecond, defaults.containerLogRateBytesPerSecond);
+  EXPECT_EQ(shipped.containerLogRateBurstBytes, defaults.containerLogRateBurstBytes);
+}
+
+TEST_F(ConfigTest, ContainerLogKeys) {
+  Config config;
+  ASSERT_EQ(parseConfig("container_log_max_line_bytes = 8192\ncontainer_log_size_max = 1048576\n"
+                        "container_log_rate_bytes_per_second = 65536\n"
+                        "container_log_rate_burst_bytes = 131072\n",
+                        "t", config),
+            "");
+  EXPECT_EQ(config.containerLogMaxLineBytes, 8192u);
+  EXPECT_EQ(config.containerLogSizeMax, 1048576u);
+  EXPECT_EQ(config.containerLogRateBytesPerSecond, 65536u);
+  EXPECT_EQ(config.containerLogRateBurstBytes, 131072u);
+  ASSERT_EQ(parseConfig("container_log_size_max = 0\n", "t", config), "");  // 0: off
+  EXPECT_NE(parseConfig("container_log_size_max = -1\n", "t", config).find("0 or more"),
+            std::string::npos);
+  EXPECT_NE(parseConfig("container_log_size_max = 100\n", "t", config).find("at least 4096"),
+            std::string::npos);
+  EXPECT_NE(parseConfig("container_log_max_line_bytes = 0\n", "t", config).find("positive"),
+            std::string::npos);
+  EXPECT_NE(parseConfig("container_log_rate_burst_bytes = 10\n", "t", config)
+                .find("needs 'container_log_rate_bytes_per_second'"),
+            std::string::npos);
+  EXPECT_NE(parseConfig("container_log_rate_bytes_per_second = 1099511627777\n", "t", config)
+                .find("at most 2^40"),
+            std::string::npos);
 }
 
 TEST_F(ConfigTest, ImageKeys) {
