@@ -1,11 +1,13 @@
 // monocri: the Kubernetes container runtime daemon.
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 
 #include <climits>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <string>
 
@@ -44,6 +46,17 @@ std::string daemonExecutable() {
   const std::string resolved(path, static_cast<size_t>(n));
   if (resolved.ends_with(" (deleted)")) return "/proc/self/exe";
   return resolved;
+}
+// Each container costs the daemon three descriptors (its pipes and its log): the soft limit
+// (often 1024 from a shell) goes up to the hard one, which no privilege is needed for.
+void raiseDescriptorLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  const rlim_t before = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    spdlog::warn("cannot raise the descriptor limit from {}: {}", before, std::strerror(errno));
+  }
 }
 }  // namespace
 
@@ -111,6 +124,7 @@ int main(int argc, char** argv) {
   }
 
   monocri::daemon::setupDaemonLog(config.logLevel);
+  raiseDescriptorLimit();
   // A client that disconnects must cost a write error, not the daemon.
   std::signal(SIGPIPE, SIG_IGN);
 

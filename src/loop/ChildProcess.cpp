@@ -47,17 +47,35 @@ std::unique_ptr<ChildProcess> ChildProcess::spawn(Loop& loop, const Options& opt
   int kStaging = 3;
   for (const auto& [from, to] : options.fds)
     kStaging = std::max({kStaging, from + 1, to + 1});
+  // glibc refuses (EBADF) a number at or above the descriptor limit: a mapping it dropped would
+  // leave the child without its descriptor, so every refusal fails the spawn.
+  int refused = 0;
   for (size_t i = 0; i < options.fds.size(); ++i) {
-    posix_spawn_file_actions_adddup2(&actions, options.fds[i].first,
-                                     kStaging + static_cast<int>(i));
+    if (int rc = posix_spawn_file_actions_adddup2(&actions, options.fds[i].first,
+                                                  kStaging + static_cast<int>(i));
+        rc != 0) {
+      refused = rc;
+    }
   }
   bool hasStdin = false, hasStdout = false, hasStderr = false;
   for (size_t i = 0; i < options.fds.size(); ++i) {
     const int target = options.fds[i].second;
-    posix_spawn_file_actions_adddup2(&actions, kStaging + static_cast<int>(i), target);
+    if (int rc = posix_spawn_file_actions_adddup2(&actions, kStaging + static_cast<int>(i), target);
+        rc != 0) {
+      refused = rc;
+    }
     hasStdin |= target == 0;
     hasStdout |= target == 1;
     hasStderr |= target == 2;
+  }
+  if (refused != 0) {
+    posix_spawn_file_actions_destroy(&actions);
+    error = fmt::format(
+        "cannot pass descriptors to {} (up to number {}): {}; raise the "
+        "descriptor limit (LimitNOFILE)",
+        options.argv[0], kStaging + static_cast<int>(options.fds.size()) - 1,
+        std::strerror(refused));
+    return nullptr;
   }
   if (!hasStdin) posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   if (!hasStdout) posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);

@@ -1,9 +1,14 @@
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <optional>
+#include <string>
 #include <thread>
 
+#include "loop/ChildProcess.h"
 #include "loop/Loop.h"
 #include "loop/Timer.h"
 #include "loop/WorkQueue.h"
@@ -147,3 +152,61 @@ TEST(WorkQueue, WorkRunsOffTheLoopThreadAndDoneOnIt) {
 
 }  // namespace
 }  // namespace monocri::loop
+
+namespace {
+
+// Reads everything from `fd` until its writers are gone.
+std::string drain(int fd) {
+  std::string out;
+  char buffer[256];
+  for (ssize_t n; (n = ::read(fd, buffer, sizeof buffer)) > 0;)
+    out.append(buffer, static_cast<size_t>(n));
+  return out;
+}
+
+}  // namespace
+
+TEST(ChildProcess, GetsExactlyTheDescriptorsMapped) {
+  monocri::loop::Loop loop;
+  int out[2], extra[2];
+  ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);
+  ASSERT_EQ(pipe2(extra, O_CLOEXEC), 0);
+  monocri::loop::ChildProcess::Options options;
+  options.argv = {"/bin/sh", "-c", "echo via-3 >&3; ls /proc/self/fd | sort -n | tr '\\n' ' '"};
+  options.fds = {{out[1], 1}, {extra[1], 3}};
+  std::string error;
+  std::optional<monocri::loop::ChildExit> exit;
+  auto child = monocri::loop::ChildProcess::spawn(
+      loop, options, [&](monocri::loop::ChildExit e) { exit = e; }, error);
+  ASSERT_TRUE(child) << error;
+  ::close(out[1]);
+  ::close(extra[1]);
+  loop.run();
+  ASSERT_TRUE(exit && !exit->signaled && exit->code == 0);
+  EXPECT_EQ(drain(extra[0]), "via-3\n");
+  // 0, 1, 2, 3 and the descriptor ls itself opens on /proc/self/fd: nothing else leaked.
+  EXPECT_EQ(drain(out[0]), "0 1 2 3 4 ");
+  ::close(out[0]);
+  ::close(extra[0]);
+}
+
+TEST(ChildProcess, ADescriptorAboveTheLimitFailsTheSpawnInsteadOfVanishing) {
+  monocri::loop::Loop loop;
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  // A source descriptor near the soft limit: its staging copy would land past it.
+  const int high = ::fcntl(1, F_DUPFD_CLOEXEC, 200);
+  ASSERT_GE(high, 200);
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(high) + 2;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  monocri::loop::ChildProcess::Options options;
+  options.argv = {"/bin/true"};
+  options.fds = {{high, 3}, {high, 4}, {high, 5}};
+  std::string error;
+  auto child = monocri::loop::ChildProcess::spawn(loop, options, nullptr, error);
+  setrlimit(RLIMIT_NOFILE, &saved);
+  ::close(high);
+  EXPECT_FALSE(child);
+  EXPECT_NE(error.find("descriptor limit"), std::string::npos) << error;
+}
