@@ -338,7 +338,8 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
                 return;
               }
               if (std::string error = state::writeFileAtomically(job->bundle + "/config.json",
-                                                                 job->spec.config.dump(), 0600);
+                                                                 job->spec.config.dump(), 0600,
+                                                                 state::Durability::kProcessCrash);
                   !error.empty()) {
                 job->status = Status(StatusCode::kInternal, error);
               }

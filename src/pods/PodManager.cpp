@@ -396,7 +396,10 @@ void PodManager::run(const v1::PodSandboxConfig& config, const std::string& runt
   for (const auto& [path, contents] : {std::pair{ref.hostnamePath(), hostname + "\n"},
                                        {ref.hostsPath(), hosts},
                                        {ref.resolvConfPath(), resolvConf}}) {
-    if (std::string error = state::writeFileAtomically(path, contents, 0644); !error.empty()) {
+    // Under the run dir, which a reboot empties: no fsync.
+    if (std::string error =
+            state::writeFileAtomically(path, contents, 0644, state::Durability::kProcessCrash);
+        !error.empty()) {
       return fail(Status(StatusCode::kInternal, error));
     }
   }

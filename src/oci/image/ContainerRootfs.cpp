@@ -240,7 +240,9 @@ std::string ContainerRootfs::load(std::vector<std::string>& notes) {
 Status ContainerRootfs::writeRecord(const std::string& id, const Record& record) {
   nlohmann::json json{{"imageId", record.imageId.str()},
                       {"mode", record.mode == RootfsMode::kCopy ? "copy" : "overlay"}};
-  if (std::string error = state::writeFileAtomically(stateDir(id) + "/rootfs.json", json.dump());
+  // Names a mount a reboot removes anyway: no fsync (see state::Durability).
+  if (std::string error = state::writeFileAtomically(stateDir(id) + "/rootfs.json", json.dump(),
+                                                     0644, state::Durability::kProcessCrash);
       !error.empty()) {
     return Status(StatusCode::kInternal, error);
   }
