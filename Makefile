@@ -72,6 +72,8 @@ fuzz: deps
 bench: deps build
 	build/bin/bench-grpc-version
 	tests/harness/in-namespace /usr/bin/python3 bench/image_pull_bench.py
+	tests/harness/in-namespace /usr/bin/python3 bench/pod_start_bench.py
+	tests/harness/in-namespace /usr/bin/python3 bench/density_bench.py --counts 100,500
 
 install: build
 	install -D -s -m 0755 build/bin/monocri $(DESTDIR)$(PREFIX)/bin/monocri
