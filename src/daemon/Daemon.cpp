@@ -92,6 +92,15 @@ int Daemon::run() {
     }
   }
   exits_ = std::make_unique<monitor::ExitMonitor>(loop_, keeper_.get());
+  // Everything that can still exit was registered (track, or expect after a restart) before
+  // the keeper's replay: an exit nobody claims is of something gone (a pod init that died
+  // during an outage, a half-created container removed at load). Acknowledged, or the keeper
+  // would keep it and replay it to every daemon.
+  exits_->setUnclaimedHandler([this](const std::string& owner, const monitor::ExitInfo& exit) {
+    spdlog::info("exit of pid {} ({}) belongs to nothing this daemon knows: acknowledged", exit.pid,
+                 owner);
+    exits_->acknowledge(owner, exit.pid);
+  });
   if (keeper_) {
     keeper_->onExit([this](const monitor::KeeperLink::Exit& exit) {
       exits_->deliver(exit.owner, monitor::ExitInfo{exit.pid, exit.waitStatus, exit.timeNs});

@@ -459,6 +459,39 @@ def test_sighup_restarts_the_daemon_and_loses_nothing(tmp_path, registry):
     assert code == 0, d.log()[-3000:]
 
 
+def test_a_pod_init_that_dies_during_an_outage_is_reported_and_acknowledged(tmp_path, registry):
+    """The keeper records the exit of a pod's pid-namespace init that died while no daemon ran;
+    the next daemon reports the pod NOTREADY and acknowledges that exit, so the keeper drops it."""
+    d = keeper_daemon(tmp_path, registry)
+    try:
+        pod_id, _ = make_pod(d, tmp_path, pid=api_pb2.POD)
+        info = json.loads(call(d, "PodSandboxStatus", api_pb2.PodSandboxStatusRequest(
+            pod_sandbox_id=pod_id, verbose=True), api_pb2.PodSandboxStatusResponse).info["info"])
+        init = info["pidNamespaceInit"]
+        [daemon_pid] = daemon_children(d)
+        os.kill(daemon_pid, signal.SIGSTOP)  # no daemon to see the init go
+        os.kill(init, signal.SIGKILL)
+        os.kill(daemon_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while daemon_children(d) in ([], [daemon_pid]):
+            assert time.monotonic() < deadline, d.log()[-2000:]
+            time.sleep(0.05)
+        d.wait_ready()
+        s = call(d, "PodSandboxStatus", api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id),
+                 api_pb2.PodSandboxStatusResponse).status
+        assert s.state == api_pb2.SANDBOX_NOTREADY
+        exits = os.path.join(d.run_root, "exits")
+        deadline = time.monotonic() + 5
+        while os.listdir(exits):
+            assert time.monotonic() < deadline, ("exit records kept", os.listdir(exits))
+            time.sleep(0.05)
+        call(d, "RemovePodSandbox", api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id),
+             api_pb2.RemovePodSandboxResponse)
+    finally:
+        code = d.stop()
+    assert code == 0, d.log()[-3000:]
+
+
 def test_a_daemon_killed_mid_output_loses_no_line_and_no_exit_code(tmp_path, registry):
     """Under the keeper: the daemon is SIGKILLed while a container writes; the keeper restarts
     it, hands back the container's pipe and its exit; every line reaches the log, in order."""
