@@ -360,17 +360,19 @@ TEST(SeccompProfileTest, ChoiceFromTheSecurityContext) {
 }
 
 TEST(SeccompProfileTest, DockerFormatIsConvertedExactly) {
-#if !defined(__x86_64__)
-  GTEST_SKIP() << "the expected file is for x86_64";
-#endif
   std::vector<std::string> warnings;
   Json out;
   const auto status = loadSeccompProfile(kData + "/seccomp-docker-format.json",
                                          defaultCapabilities(), out, warnings);
   ASSERT_TRUE(status.isOk()) << status.toString();
+#if defined(__x86_64__)
   const Json expected =
       Json::parse(readFile(kData + "/seccomp-docker-format.x86_64.expected.json"));
   EXPECT_EQ(out, expected) << out.dump(2);
+#else
+  // The exact expected file lists x86_64's architectures; elsewhere the rules must still be there.
+  EXPECT_FALSE(rulesFor(out, "clone").empty()) << out.dump(2);
+#endif
   EXPECT_TRUE(warnings.empty());
 
   // With CAP_SYS_ADMIN the clone rule goes and the mount rule comes.
