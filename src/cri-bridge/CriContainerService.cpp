@@ -37,11 +37,6 @@ Status needId(const std::string& id) {
                     : Status::ok();
 }
 
-template <typename Response>
-std::shared_ptr<UnaryResponder<Response>> share(UnaryResponder<Response>& r) {
-  return std::make_shared<UnaryResponder<Response>>(std::move(r));
-}
-
 }  // namespace
 
 void fillContainerStatus(const pods::Container& c, v1::ContainerStatus& s) {
@@ -82,7 +77,7 @@ CriContainerService::CriContainerService(grpc::GrpcServer& server,
           return r.fail(Status(StatusCode::kInvalidArgument,
                                "CreateContainer needs a pod_sandbox_id and a config"));
         }
-        auto responder = share(r);
+        auto responder = shareResponder(r);
         containers_.create(request.pod_sandbox_id(), request.config(), request.sandbox_config(),
                            [responder](Status status, const std::string& id) {
                              if (!status.isOk()) return responder->fail(status);
@@ -96,33 +91,21 @@ CriContainerService::CriContainerService(grpc::GrpcServer& server,
       runtimeMethod("StartContainer"),
       [this](v1::StartContainerRequest&& request, UnaryResponder<v1::StartContainerResponse> r) {
         if (Status s = needId(request.container_id()); !s.isOk()) return r.fail(s);
-        auto responder = share(r);
-        containers_.start(request.container_id(), [responder](Status status) {
-          if (!status.isOk()) return responder->fail(status);
-          responder->finish(v1::StartContainerResponse());
-        });
+        containers_.start(request.container_id(), answerEmptyWhenDone(r));
       });
 
   server.addUnary<v1::StopContainerRequest, v1::StopContainerResponse>(
       runtimeMethod("StopContainer"),
       [this](v1::StopContainerRequest&& request, UnaryResponder<v1::StopContainerResponse> r) {
         if (Status s = needId(request.container_id()); !s.isOk()) return r.fail(s);
-        auto responder = share(r);
-        containers_.stop(request.container_id(), request.timeout(), [responder](Status status) {
-          if (!status.isOk()) return responder->fail(status);
-          responder->finish(v1::StopContainerResponse());
-        });
+        containers_.stop(request.container_id(), request.timeout(), answerEmptyWhenDone(r));
       });
 
   server.addUnary<v1::RemoveContainerRequest, v1::RemoveContainerResponse>(
       runtimeMethod("RemoveContainer"),
       [this](v1::RemoveContainerRequest&& request, UnaryResponder<v1::RemoveContainerResponse> r) {
         if (Status s = needId(request.container_id()); !s.isOk()) return r.fail(s);
-        auto responder = share(r);
-        containers_.remove(request.container_id(), [responder](Status status) {
-          if (!status.isOk()) return responder->fail(status);
-          responder->finish(v1::RemoveContainerResponse());
-        });
+        containers_.remove(request.container_id(), answerEmptyWhenDone(r));
       });
 
   server.addUnary<v1::ReopenContainerLogRequest, v1::ReopenContainerLogResponse>(
@@ -161,12 +144,8 @@ CriContainerService::CriContainerService(grpc::GrpcServer& server,
                                "UpdateContainerResources needs linux resources (windows ones do "
                                "not apply on this node)"));
         }
-        auto responder = share(r);
         containers_.updateResources(request.container_id(), request.linux(),
-                                    [responder](Status status) {
-                                      if (!status.isOk()) return responder->fail(status);
-                                      responder->finish(v1::UpdateContainerResourcesResponse());
-                                    });
+                                    answerEmptyWhenDone(r));
       });
 
   server.addUnary<v1::ListContainersRequest, v1::ListContainersResponse>(

@@ -1,5 +1,7 @@
 #include "cri-bridge/CriImageService.h"
 
+#include "cri-bridge/CriMethods.h"
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -7,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api.pb.h"
+#include "cri-bridge/CriMethods.h"
 #include "loop/Timer.h"
 #include "monocri.pb.h"
 
@@ -89,7 +92,7 @@ CriImageService::CriImageService(grpc::GrpcServer& server, oci::ImageManager& im
           responder.fail(Status(StatusCode::kInvalidArgument, "PullImage needs an image"));
           return;
         }
-        auto shared = std::make_shared<UnaryResponder<v1::PullImageResponse>>(std::move(responder));
+        auto shared = shareResponder(responder);
         // A client that gives up does not stop the pull: kubelet asks again and finds it done.
         images_.pull(image, credentials,
                      [shared, image](Status status, const oci::ImageRecord* record) {
@@ -159,8 +162,7 @@ CriImageService::CriImageService(grpc::GrpcServer& server, oci::ImageManager& im
   server.addUnary<v1::RemoveImageRequest, v1::RemoveImageResponse>(
       path(kImageService, "RemoveImage"),
       [this](v1::RemoveImageRequest&& request, UnaryResponder<v1::RemoveImageResponse> responder) {
-        auto shared =
-            std::make_shared<UnaryResponder<v1::RemoveImageResponse>>(std::move(responder));
+        auto shared = shareResponder(responder);
         const std::string image = request.image().image();
         images_.remove(image, [shared, image](Status status) {
           if (!status.isOk()) {
@@ -227,8 +229,7 @@ CriImageService::CriImageService(grpc::GrpcServer& server, oci::ImageManager& im
           responder.fail(Status(StatusCode::kInvalidArgument, "Import needs an absolute path"));
           return;
         }
-        auto shared =
-            std::make_shared<UnaryResponder<monocri::v1::ImportResponse>>(std::move(responder));
+        auto shared = shareResponder(responder);
         images_.importImages(
             request.path(), request.name(),
             [this, shared, path = request.path()](Status status, std::vector<oci::Digest> ids) {

@@ -39,7 +39,7 @@ CriPodService::CriPodService(grpc::GrpcServer& server, pods::PodManager& pods,
         if (!request.has_config()) {
           return r.fail(Status(StatusCode::kInvalidArgument, "RunPodSandbox needs a config"));
         }
-        auto responder = std::make_shared<UnaryResponder<v1::RunPodSandboxResponse>>(std::move(r));
+        auto responder = shareResponder(r);
         pods_.run(request.config(), request.runtime_handler(),
                   [responder](Status status, const std::string& id) {
                     if (!status.isOk()) return responder->fail(status);
@@ -53,23 +53,14 @@ CriPodService::CriPodService(grpc::GrpcServer& server, pods::PodManager& pods,
       runtimeMethod("StopPodSandbox"),
       [this](v1::StopPodSandboxRequest&& request, UnaryResponder<v1::StopPodSandboxResponse> r) {
         if (Status s = needId(request.pod_sandbox_id()); !s.isOk()) return r.fail(s);
-        auto responder = std::make_shared<UnaryResponder<v1::StopPodSandboxResponse>>(std::move(r));
-        pods_.stop(request.pod_sandbox_id(), [responder](Status status) {
-          if (!status.isOk()) return responder->fail(status);
-          responder->finish(v1::StopPodSandboxResponse());
-        });
+        pods_.stop(request.pod_sandbox_id(), answerEmptyWhenDone(r));
       });
 
   server.addUnary<v1::RemovePodSandboxRequest, v1::RemovePodSandboxResponse>(
       runtimeMethod("RemovePodSandbox"), [this](v1::RemovePodSandboxRequest&& request,
                                                 UnaryResponder<v1::RemovePodSandboxResponse> r) {
         if (Status s = needId(request.pod_sandbox_id()); !s.isOk()) return r.fail(s);
-        auto responder =
-            std::make_shared<UnaryResponder<v1::RemovePodSandboxResponse>>(std::move(r));
-        pods_.remove(request.pod_sandbox_id(), [responder](Status status) {
-          if (!status.isOk()) return responder->fail(status);
-          responder->finish(v1::RemovePodSandboxResponse());
-        });
+        pods_.remove(request.pod_sandbox_id(), answerEmptyWhenDone(r));
       });
 
   server.addUnary<v1::PodSandboxStatusRequest, v1::PodSandboxStatusResponse>(
