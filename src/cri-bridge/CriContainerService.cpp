@@ -113,8 +113,7 @@ CriContainerService::CriContainerService(grpc::GrpcServer& server,
       [this](v1::ReopenContainerLogRequest&& request,
              UnaryResponder<v1::ReopenContainerLogResponse> r) {
         if (Status s = needId(request.container_id()); !s.isOk()) return r.fail(s);
-        if (Status s = containers_.reopenLog(request.container_id()); !s.isOk()) return r.fail(s);
-        r.finish(v1::ReopenContainerLogResponse());
+        containers_.reopenLog(request.container_id(), answerEmptyWhenDone(r));
       });
 
   server.addUnary<v1::ContainerStatusRequest, v1::ContainerStatusResponse>(

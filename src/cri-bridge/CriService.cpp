@@ -132,6 +132,7 @@ nlohmann::json CriService::verboseInfo() const {
        }},
       {"network", {{"podCIDR", network_.podCidr()}}},
       {"ociRuntime", options_.runtimeCallStats ? options_.runtimeCallStats() : nlohmann::json()},
+      {"containerLogWrites", options_.logWriteStats ? options_.logWriteStats() : nlohmann::json()},
   };
 }
 

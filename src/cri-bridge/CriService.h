@@ -32,6 +32,8 @@ struct CriServiceOptions {
   // The OCI runtime client's counters (calls, time inside the runtime), shown by verbose Status:
   // what the start-latency benchmark subtracts to get the daemon's own share.
   std::function<nlohmann::json()> runtimeCallStats;
+  // The container log write thread's counters (batches, bytes, queued, the longest write).
+  std::function<nlohmann::json()> logWriteStats;
 };
 
 class CriService {

@@ -129,6 +129,15 @@ int Daemon::run() {
   containerOptions.log.maxFileBytes = config_.containerLogSizeMax;
   containerOptions.log.rateBytesPerSecond = config_.containerLogRateBytesPerSecond;
   containerOptions.log.rateBurstBytes = config_.containerLogRateBurstBytes;
+  {
+    std::string error;
+    logWrites_ = logging::LogWriteThread::start(loop_, error);
+    if (!logWrites_) {
+      spdlog::critical("{}", error);
+      return 1;
+    }
+    containerOptions.log.writeThread = logWrites_.get();
+  }
   containers_ = std::make_unique<pods::ContainerManager>(loop_, containerOptions, *pods_, *images_,
                                                          *rootfs_, *runtimeClient_, *exits_);
   pods_->superviseInits(*exits_);
@@ -151,6 +160,13 @@ int Daemon::run() {
     return nlohmann::json{{"callsFinished", runtimeClient_->callsFinished()},
                           {"callsInFlight", runtimeClient_->callsInFlight()},
                           {"runtimeNanos", runtimeClient_->runtimeNanos()}};
+  };
+  criOptions.logWriteStats = [this] {
+    const logging::LogWriteThread::Stats stats = logWrites_->stats();
+    return nlohmann::json{{"batchesWritten", stats.batchesWritten},
+                          {"bytesWritten", stats.bytesWritten},
+                          {"queuedBatches", stats.queuedBatches},
+                          {"longestWriteNanos", stats.longestWriteNs}};
   };
   cri_ = std::make_unique<cri::CriService>(server_, std::move(criOptions), runtime_, network_);
   health_ = std::make_unique<cri::HealthService>(server_);

@@ -56,6 +56,9 @@ class Daemon {
   std::unique_ptr<monitor::KeeperLink> keeper_;
   std::unique_ptr<monitor::ExitMonitor> exits_;
   std::unique_ptr<oci::OciRuntimeClient> runtimeClient_;
+  // Before the containers: their writers' last records are queued on it when they go, and its
+  // destructor writes them.
+  std::unique_ptr<logging::LogWriteThread> logWrites_;
   std::unique_ptr<pods::ContainerManager> containers_;
   std::unique_ptr<cri::CriContainerService> criContainers_;
   std::unique_ptr<cri::HealthService> health_;

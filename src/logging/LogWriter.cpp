@@ -17,13 +17,6 @@ namespace monocri::logging {
 
 namespace {
 
-// A content piece at least this long is written from where it lies (the caller's read buffer)
-// instead of being copied into the batch.
-constexpr size_t kReferenceMinBytes = 2048;
-// Copied bytes (headers, short contents) in one batch before it is written out.
-constexpr size_t kBatchBytes = 256 * 1024;
-// iovecs in one batch; IOV_MAX is 1024 and a record adds at most three.
-constexpr size_t kMaxSegments = 1000;
 // An unfinished-line buffer that is empty when the flush timer or finish() looks keeps this
 // much capacity; more is given back, so that one long line does not pin memory in every idle
 // container.
@@ -31,8 +24,7 @@ constexpr size_t kKeptPendingCapacity = 4096;
 
 constexpr mode_t kLogFileMode = 0640;
 
-// "<timestamp> stdout F "
-constexpr size_t kHeaderBytes = kLogTimestampBytes + 1 + 6 + 1 + 1 + 1;
+constexpr size_t kHeaderBytes = kLogRecordHeaderBytes;
 
 // A stream that keeps dropping gets at most one rate-limit marker in this time.
 constexpr uint64_t kRateMarkerIntervalMs = 1000;
@@ -97,143 +89,6 @@ grpc::StatusCode statusCodeForErrno(int error) {
 
 }  // namespace
 
-// The records of one write() call, built in memory the thread's writers share: headers and
-// short contents are copied in, long contents are referenced where they lie, and the whole is
-// written with writev(2).
-class LogWriter::RecordBatch {
- public:
-  static RecordBatch& forThisThread() {
-    thread_local RecordBatch batch;
-    return batch;
-  }
-
-  bool empty() const { return records_ == 0; }
-  bool full() const { return bytes_.size() >= kBatchBytes || segments_.size() >= kMaxSegments; }
-  uint64_t records() const { return records_; }
-  uint64_t contentBytes() const { return contentBytes_; }
-  // What the file grows by when the batch is written (computed, not counted: the size cap is
-  // the only one asking).
-  uint64_t outputBytes() const { return bytes_.size() + referencedBytes_; }
-
-  // Once per record, in the writer's hottest path: inlined into each caller.
-  [[gnu::always_inline]] void appendHeader(int64_t timeNs, LogStream stream, bool partial) {
-    const size_t at = bytes_.size();
-    bytes_.resize(at + kHeaderBytes);
-    char* out = bytes_.data() + at;
-    // The records of one write() call mostly share their arrival time.
-    if (!haveStamp_ || timeNs != stampTimeNs_) {
-      formatLogTimestamp(timeNs, stamp_);
-      stampTimeNs_ = timeNs;
-      haveStamp_ = true;
-    }
-    std::memcpy(out, stamp_, kLogTimestampBytes);
-    out += kLogTimestampBytes;
-    *out++ = ' ';
-    std::memcpy(out, logStreamName(stream).data(), 6);
-    out += 6;
-    *out++ = ' ';
-    *out++ = partial ? 'P' : 'F';
-    *out = ' ';
-  }
-  // `mayReference`: the bytes stay where they are until the batch is written.
-  void appendContent(std::string_view content, bool mayReference) {
-    if (!mayReference || content.size() < kReferenceMinBytes) {
-      bytes_.append(content);
-    } else {
-      closeRun();
-      segments_.push_back({content.data(), 0, content.size()});
-      referencedBytes_ += content.size();
-    }
-    contentBytes_ += content.size();
-  }
-  void endRecord() {
-    bytes_.push_back('\n');
-    ++records_;
-  }
-
-  // Writes the batch to `fd` and empties it. Returns the bytes written, or -errno; a short
-  // write followed by an error is undone (the file is cut back to where the batch began), so
-  // that the file only ever holds whole records.
-  ssize_t writeTo(int fd) {
-    closeRun();
-    iov_.clear();
-    size_t total = 0;
-    for (const Segment& s : segments_) {
-      const char* base = s.external != nullptr ? s.external : bytes_.data() + s.offset;
-      iov_.push_back({const_cast<char*>(base), s.length});
-      total += s.length;
-    }
-    size_t written = 0;
-    size_t next = 0;
-    int error = 0;
-    while (next < iov_.size()) {
-      const int count = static_cast<int>(std::min<size_t>(iov_.size() - next, IOV_MAX));
-      const ssize_t n = ::writev(fd, iov_.data() + next, count);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        error = n < 0 ? errno : EIO;
-        break;
-      }
-      written += static_cast<size_t>(n);
-      size_t advance = static_cast<size_t>(n);
-      while (next < iov_.size() && advance >= iov_[next].iov_len) {
-        advance -= iov_[next].iov_len;
-        ++next;
-      }
-      if (advance > 0) {
-        iov_[next].iov_base = static_cast<char*>(iov_[next].iov_base) + advance;
-        iov_[next].iov_len -= advance;
-      }
-    }
-    clear();
-    if (error == 0) return static_cast<ssize_t>(total);
-    if (written > 0) {
-      // O_APPEND left the offset at the end of what this batch wrote.
-      const off_t end = ::lseek(fd, 0, SEEK_CUR);
-      if (end >= static_cast<off_t>(written)) {
-        (void)!::ftruncate(fd, end - static_cast<off_t>(written));
-      }
-    }
-    return -error;
-  }
-
-  void clear() {
-    bytes_.clear();
-    segments_.clear();
-    runStart_ = 0;
-    records_ = 0;
-    contentBytes_ = 0;
-    referencedBytes_ = 0;
-  }
-
- private:
-  // A piece of the output: bytes_[offset, offset + length), or `length` bytes at `external`.
-  struct Segment {
-    const char* external;
-    size_t offset;
-    size_t length;
-  };
-
-  // Ends the run of copied bytes since the last referenced piece.
-  void closeRun() {
-    if (bytes_.size() > runStart_) {
-      segments_.push_back({nullptr, runStart_, bytes_.size() - runStart_});
-      runStart_ = bytes_.size();
-    }
-  }
-
-  std::string bytes_;
-  size_t runStart_ = 0;
-  std::vector<Segment> segments_;
-  std::vector<iovec> iov_;
-  uint64_t records_ = 0;
-  uint64_t contentBytes_ = 0;
-  uint64_t referencedBytes_ = 0;
-  bool haveStamp_ = false;
-  int64_t stampTimeNs_ = 0;
-  char stamp_[kLogTimestampBytes] = {};
-};
-
 std::unique_ptr<LogWriter> LogWriter::open(loop::Loop& loop, std::string path,
                                            LogWriterOptions options, std::string& error) {
   if (options.maxLineBytes == 0 || options.maxLineBytes > kMaxLineBytesLimit) {
@@ -264,9 +119,9 @@ LogWriter::LogWriter(loop::Loop& loop, std::string path, LogWriterOptions option
     : loop_(loop),
       path_(std::move(path)),
       options_(std::move(options)),
-      fd_(std::move(fd)),
+      file_(std::make_shared<state::UniqueFd>(std::move(fd))),
       flushTimer_(loop::Timer::create(loop, "container log partial-line flush")) {
-  if (options_.maxFileBytes != 0) fileBytes_ = sizeOfLogFile(fd_.get());
+  if (options_.maxFileBytes != 0) fileBytes_ = sizeOfLogFile(file_->get());
   if (options_.rateBytesPerSecond != 0) {
     const uint64_t burst =
         options_.rateBurstBytes != 0 ? options_.rateBurstBytes : options_.rateBytesPerSecond;
@@ -275,14 +130,14 @@ LogWriter::LogWriter(loop::Loop& loop, std::string path, LogWriterOptions option
 }
 
 LogWriter::~LogWriter() {
-  RecordBatch& batch = RecordBatch::forThisThread();
+  RecordBatch& batch = openBatch();
   const int64_t nowNs = wallClockNs();
   // Before the P records: a marker after one would read as the end of that line.
   if (rateLimit_) writeRateMarkers(batch, loopClockMs(), nowNs, /*final=*/true);
   for (LogStream stream : {LogStream::kStdout, LogStream::kStderr}) {
     if (!pending(stream).bytes.empty()) addRecord(batch, stream, true, {}, nowNs);
   }
-  if (!batch.empty()) writeBatch(batch);
+  closeBatch(batch);
 }
 
 int64_t LogWriter::wallClockNs() const {
@@ -304,7 +159,7 @@ void LogWriter::write(LogStream stream, std::string_view bytes) {
     return;
   }
   const int64_t nowNs = wallClockNs();
-  RecordBatch& batch = RecordBatch::forThisThread();
+  RecordBatch& batch = openBatch();
   StreamLimits& limited = limits(stream);
   if (limited.cut != Cut::kNone) bytes = discardRestOfCutLine(stream, bytes);
   std::string_view refused;
@@ -334,7 +189,7 @@ void LogWriter::write(LogStream stream, std::string_view bytes) {
   if (rateLimit_ && (limits_[0].droppedSinceMarker != 0 || limits_[1].droppedSinceMarker != 0)) {
     writeRateMarkers(batch, loopClockMs(), nowNs, /*final=*/false);
   }
-  if (!batch.empty()) writeBatch(batch);
+  closeBatch(batch);
 }
 
 bool LogWriter::appendLines(RecordBatch& batch, LogStream stream, std::string_view bytes,
@@ -397,14 +252,14 @@ std::string_view LogWriter::discardRestOfCutLine(LogStream stream, std::string_v
 }
 
 void LogWriter::finish() {
-  RecordBatch& batch = RecordBatch::forThisThread();
+  RecordBatch& batch = openBatch();
   const int64_t nowNs = wallClockNs();
   for (LogStream stream : {LogStream::kStdout, LogStream::kStderr}) {
     const PendingLine& line = pending(stream);
     if (!line.bytes.empty() || line.continued) addRecord(batch, stream, false, {}, nowNs);
   }
   if (rateLimit_) writeRateMarkers(batch, loopClockMs(), nowNs, /*final=*/true);
-  if (!batch.empty()) writeBatch(batch);
+  closeBatch(batch);
   flushTimer_->stop();
   releaseIdleMemory();
 }
@@ -422,9 +277,11 @@ grpc::Status LogWriter::reopen() {
   int errorNumber = 0;
   state::UniqueFd fd = openLogFile(path_, error, errorNumber);
   if (!fd.valid()) return grpc::Status(statusCodeForErrno(errorNumber), "re" + error);
-  // Every record so far was written synchronously to the old file; the next goes to this one.
-  fd_ = std::move(fd);
-  if (options_.maxFileBytes != 0) fileBytes_ = sizeOfLogFile(fd_.get());
+  // Every record so far is in the old file or queued for it (whenWritten() tells when it is
+  // in); the next goes to this one.
+  file_ = std::make_shared<state::UniqueFd>(std::move(fd));
+  ++fileGeneration_;
+  if (options_.maxFileBytes != 0) fileBytes_ = sizeOfLogFile(file_->get());
   sizeLimitReached_ = false;
   return grpc::Status::ok();
 }
@@ -445,7 +302,8 @@ bool LogWriter::addRecord(RecordBatch& batch, LogStream stream, bool partial, st
   batch.appendHeader(timeNs, stream, partial);
   // The pending bytes are copied: their buffer is reused before the batch is written.
   batch.appendContent(line.bytes, /*mayReference=*/false);
-  batch.appendContent(tail, /*mayReference=*/true);
+  // Referenced only when written before the caller's buffer is reused.
+  batch.appendContent(tail, /*mayReference=*/options_.writeThread == nullptr);
   batch.endRecord();
   line.bytes.clear();  // its capacity is kept while output flows (see releaseIdleMemory)
   line.continued = partial;
@@ -511,9 +369,9 @@ void LogWriter::writeRateMarkers(RecordBatch& batch, uint64_t nowMs, int64_t now
 }
 
 void LogWriter::onMarkerTimer() {
-  RecordBatch& batch = RecordBatch::forThisThread();
+  RecordBatch& batch = openBatch();
   writeRateMarkers(batch, loopClockMs(), wallClockNs(), /*final=*/false);
-  if (!batch.empty()) writeBatch(batch);
+  closeBatch(batch);
 }
 
 void LogWriter::startPending(PendingLine& line, int64_t nowNs) {
@@ -525,7 +383,7 @@ void LogWriter::startPending(PendingLine& line, int64_t nowNs) {
 }
 
 void LogWriter::onFlushTimer() {
-  RecordBatch& batch = RecordBatch::forThisThread();
+  RecordBatch& batch = openBatch();
   const uint64_t nowMs = loop_.nowMs();
   const int64_t nowNs = wallClockNs();
   uint64_t nextDueMs = UINT64_MAX;
@@ -539,7 +397,7 @@ void LogWriter::onFlushTimer() {
       nextDueMs = std::min(nextDueMs, dueMs);
     }
   }
-  if (!batch.empty()) writeBatch(batch);
+  closeBatch(batch);
   // The timer runs whenever a line was left unfinished, so it also sees the buffers go idle.
   releaseIdleMemory();
   if (nextDueMs != UINT64_MAX) {
@@ -547,10 +405,68 @@ void LogWriter::onFlushTimer() {
   }
 }
 
+RecordBatch& LogWriter::openBatch() {
+  if (options_.writeThread == nullptr) {
+    // Written before the call returns: one batch serves every writer of the thread.
+    thread_local RecordBatch shared;
+    return shared;
+  }
+  if (!batch_) batch_ = options_.writeThread->takeBatch();
+  return *batch_;
+}
+
+void LogWriter::closeBatch(RecordBatch& batch) {
+  if (!batch.empty()) writeBatch(batch);
+  // An idle writer holds no batch memory.
+  if (batch_) options_.writeThread->giveBack(std::move(batch_));
+}
+
 void LogWriter::writeBatch(RecordBatch& batch) {
+  if (options_.writeThread != nullptr) {
+    submitBatch(batch);
+    return;
+  }
   const uint64_t records = batch.records();
   const uint64_t contentBytes = batch.contentBytes();
-  const ssize_t result = batch.writeTo(fd_.get());
+  const ssize_t result = batch.writeTo(file_->get());
+  if (result >= 0) fileBytes_ += static_cast<uint64_t>(result);
+  countWrite(result, records, contentBytes);
+}
+
+void LogWriter::submitBatch(RecordBatch& batch) {
+  LogWriteThread& thread = *options_.writeThread;
+  // The batch being built stays where it is, empty: callers hold references to it.
+  std::unique_ptr<RecordBatch> full = thread.takeBatch();
+  full->swap(batch);
+  const uint64_t records = full->records();
+  const uint64_t contentBytes = full->contentBytes();
+  const uint64_t bytes = full->outputBytes();
+  // Counted against the size cap now, taken back if the write fails.
+  fileBytes_ += bytes;
+  queuedBytes_ += bytes;
+  if (queuedBytes_ >= kBacklogHighBytes) backlogged_ = true;
+  thread.submit(file_, std::move(full),
+                [this, watch = lifetime_.watch(), generation = fileGeneration_, records,
+                 contentBytes, bytes](ssize_t result) {
+                  if (watch.expired()) return;
+                  queuedBytes_ -= bytes;
+                  if (result < 0 && generation == fileGeneration_) {
+                    fileBytes_ -= std::min(fileBytes_, bytes);
+                  }
+                  countWrite(result, records, contentBytes);
+                  if (backlogged_ && queuedBytes_ <= kBacklogLowBytes) {
+                    backlogged_ = false;
+                    if (backlogCleared_) backlogCleared_();
+                  }
+                });
+}
+
+void LogWriter::whenWritten(std::function<void()> done) {
+  if (options_.writeThread == nullptr || queuedBytes_ == 0) return done();
+  options_.writeThread->submit(nullptr, nullptr, [done = std::move(done)](ssize_t) { done(); });
+}
+
+void LogWriter::countWrite(ssize_t result, uint64_t records, uint64_t contentBytes) {
   if (result >= 0) {
     if (failing_) {
       spdlog::info("container log {}: writing again ({} failed write(s) so far)", path_,
@@ -559,7 +475,6 @@ void LogWriter::writeBatch(RecordBatch& batch) {
     }
     stats_.recordsWritten += records;
     stats_.bytesWritten += static_cast<uint64_t>(result);
-    fileBytes_ += static_cast<uint64_t>(result);
     return;
   }
   ++stats_.writeErrors;

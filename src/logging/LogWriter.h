@@ -9,13 +9,17 @@
 // in the order their line was completed or flushed. A record's timestamp is the arrival time
 // of its first byte.
 //
-// Writes are synchronous write(2) calls on the loop: a local file takes them into the page
-// cache. The records of one write() call go out in one writev(2) (a call producing more than
-// 256 KiB of headers and short lines, or 500 long chunks, uses several). A failed write (ENOSPC,
-// EIO, EFBIG) drops that batch of records: the file is cut back to the last whole record, the loss
-// counted in stats(), and the next write() tries again. Memory: each stream keeps at most
-// maxLineBytes of unfinished line; the buffer records are built in is one per thread, shared by
-// every writer.
+// Records are formatted on the loop; the records of one write() call go out in one writev(2) (a
+// call producing more than 256 KiB of headers and short lines, or 500 long chunks, uses
+// several). With a LogWriteThread (the daemon) that writev runs on the thread, so that a slow
+// disk stalls no RPC and no other container; the writer then says when it is backlogged, and its
+// reader stops reading the container until the thread caught up (backlogged()): a container
+// writing faster than the disk takes is slowed down, never buffered without bound. Without one
+// (tests, tools) it runs before write() returns. A failed write (ENOSPC, EIO, EFBIG) drops that
+// batch of records: the file is cut back to the last whole record, the loss counted in stats(),
+// and the next batch tries again. Memory: each stream keeps at most maxLineBytes of unfinished
+// line; batches come from the thread's pool and go back to it when written, so an idle writer
+// holds none.
 //
 // Two optional limits drop output, never buffer it: a size cap on the current file (kubelet's
 // log_size_max) and a rate limit on the container's output (flood control). A limit that cuts a
@@ -36,6 +40,8 @@
 
 #include "cri-bridge/grpc/GrpcStatus.h"
 #include "logging/LogRecord.h"
+#include "logging/LogWriteThread.h"
+#include "logging/RecordBatch.h"
 #include "logging/TokenBucket.h"
 #include "loop/Loop.h"
 #include "loop/Timer.h"
@@ -76,6 +82,9 @@ struct LogWriterOptions {
   uint64_t rateBurstBytes = 0;
   // Monotonic clock of the rate limit, in ms (tests); empty means the loop's clock.
   std::function<uint64_t()> loopClockMs;
+  // Where the writev(2) calls run; null runs them on the caller's thread. Must outlive the
+  // writer.
+  LogWriteThread* writeThread = nullptr;
 };
 
 inline constexpr size_t kMaxLineBytesLimit = 64 * 1024 * 1024;
@@ -105,6 +114,19 @@ class LogWriter {
   // written twice; unfinished lines continue in the new file. The size cap counts anew from the
   // new file's size. On failure the writer keeps writing to the file it has.
   grpc::Status reopen();
+  // Runs `done` on the loop once every record accepted so far is in its file (at once without a
+  // write thread, or when nothing is queued): kubelet may compress a rotated file as soon as
+  // ReopenContainerLog returned.
+  void whenWritten(std::function<void()> done);
+
+  // Batches queued on the write thread and not written yet take this many bytes or more: the
+  // caller should stop handing output over (stop reading the container) until the listener
+  // runs.
+  bool backlogged() const { return backlogged_; }
+  // Runs when a backlog is cleared (the queued bytes fell to kBacklogLowBytes).
+  void setBacklogListener(std::function<void()> cleared) { backlogCleared_ = std::move(cleared); }
+  static constexpr uint64_t kBacklogHighBytes = 256 * 1024;
+  static constexpr uint64_t kBacklogLowBytes = 64 * 1024;
 
   struct Stats {
     uint64_t bytesIn = 0;         // bytes handed to write()
@@ -135,8 +157,6 @@ class LogWriter {
     uint64_t droppedSinceMarker = 0;  // by the rate limit, not told by a marker yet
     uint64_t nextMarkerMs = 0;        // loop clock: the earliest time of the next rate marker
   };
-  class RecordBatch;
-
   LogWriter(loop::Loop& loop, std::string path, LogWriterOptions options, state::UniqueFd fd);
   int64_t wallClockNs() const;
   uint64_t loopClockMs() const;
@@ -167,12 +187,22 @@ class LogWriter {
   void onFlushTimer();
   // Gives back the capacity of empty unfinished-line buffers grown by a long line.
   void releaseIdleMemory();
+  // The batch records are built in: the thread's shared one without a write thread, else this
+  // writer's, taken from the pool until closeBatch().
+  RecordBatch& openBatch();
+  // Writes out what the batch holds (at the end of each entry point).
+  void closeBatch(RecordBatch& batch);
+  // Writes (or submits) the batch's records and empties it; the batch stays usable.
   void writeBatch(RecordBatch& batch);
+  void submitBatch(RecordBatch& batch);
+  void countWrite(ssize_t result, uint64_t records, uint64_t contentBytes);
 
   loop::Loop& loop_;
   std::string path_;
   LogWriterOptions options_;
-  state::UniqueFd fd_;
+  // Shared with the write thread's queued batches: a reopen() leaves the old file open until
+  // they are written.
+  std::shared_ptr<state::UniqueFd> file_;
   loop::HandlePtr<loop::Timer> flushTimer_;
   std::array<PendingLine, 2> pending_;
   Stats stats_;
@@ -185,6 +215,14 @@ class LogWriter {
   // Exists only while a rate marker waits: an idle writer holds no handle for it.
   loop::HandlePtr<loop::Timer> markerTimer_;
   uint64_t markerTimerDueMs_ = 0;
+
+  // With a write thread.
+  std::unique_ptr<RecordBatch> batch_;  // being built, within one entry point
+  uint64_t queuedBytes_ = 0;            // submitted, not written yet
+  uint64_t fileGeneration_ = 0;         // reopen()s so far: which file a result is about
+  bool backlogged_ = false;
+  std::function<void()> backlogCleared_;
+  loop::LifetimeGuard lifetime_;  // results of queued batches arriving after the writer is gone
 };
 
 }  // namespace monocri::logging

@@ -143,16 +143,29 @@ void ContainerIo::closeStdin() {
 void ContainerIo::start(std::function<void()> drained) {
   drained_ = std::move(drained);
   openStreams_ = (stdout_ ? 1 : 0) + (stderr_ ? 1 : 0);
+  if (writer_) {
+    writer_->setBacklogListener([this] {
+      writerBacklogged_ = false;
+      updateReading();
+    });
+  }
   for (auto [stream, which] : {std::pair{stdout_.get(), logging::LogStream::kStdout},
                                {stderr_.get(), logging::LogStream::kStderr}}) {
     if (stream == nullptr) continue;
     const int rc = stream->startReading(
-        [this, which, stream](std::string_view bytes) {
-          if (writer_) writer_->write(which, bytes);
-          chargeTurn(*stream, bytes.size());
+        [this, which](std::string_view bytes) {
+          if (writer_) {
+            writer_->write(which, bytes);
+            // The disk is slower than the container: it waits in its pipe, not in our memory.
+            if (writer_->backlogged() && !writerBacklogged_) {
+              writerBacklogged_ = true;
+              updateReading();
+            }
+          }
+          chargeTurn(bytes.size());
         },
-        [this](int) { streamEnded(); });
-    if (rc != 0) streamEnded();
+        [this, which](int) { streamEnded(which); });
+    if (rc != 0) streamEnded(which);
   }
   if (openStreams_ == 0 && drained_) {
     auto done = std::move(drained_);
@@ -161,21 +174,40 @@ void ContainerIo::start(std::function<void()> drained) {
   }
 }
 
-void ContainerIo::chargeTurn(loop::PipeStream& stream, size_t bytes) {
+void ContainerIo::chargeTurn(size_t bytes) {
   if (loop_.turnNumber() != turn_) {
     turn_ = loop_.turnNumber();
     turnBytes_ = 0;
   }
   turnBytes_ += bytes;
-  if (turnBytes_ < kMaxBytesPerTurn) return;
+  if (turnBytes_ < kMaxBytesPerTurn || turnSpent_) return;
   // libuv would go on reading this pipe while it has data; stop, and ask again once the loop
   // has polled everything else.
-  stream.stopReading();
-  loop_.defer(lifetime_.watch(), [&stream] { stream.resumeReading(); });
+  turnSpent_ = true;
+  updateReading();
+  loop_.defer(lifetime_.watch(), [this] {
+    turnSpent_ = false;
+    updateReading();
+  });
 }
 
-void ContainerIo::streamEnded() {
-  if (openStreams_ == 0) return;
+void ContainerIo::updateReading() {
+  const bool paused = turnSpent_ || writerBacklogged_;
+  for (auto [stream, which] : {std::pair{stdout_.get(), logging::LogStream::kStdout},
+                               {stderr_.get(), logging::LogStream::kStderr}}) {
+    if (stream == nullptr || ended_[static_cast<size_t>(which)]) continue;
+    if (paused) {
+      stream->stopReading();
+    } else if (const int rc = stream->resumeReading(); rc != 0) {
+      streamEnded(which);
+    }
+  }
+}
+
+void ContainerIo::streamEnded(logging::LogStream which) {
+  bool& ended = ended_[static_cast<size_t>(which)];
+  if (ended) return;
+  ended = true;
   if (--openStreams_ == 0 && drained_) {
     auto drained = std::move(drained_);
     drained_ = nullptr;

@@ -5,6 +5,7 @@
 // stdin closed under it.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -83,9 +84,11 @@ class ContainerIo {
   ContainerIo(loop::Loop& loop, std::unique_ptr<logging::LogWriter> writer, ContainerIoMode mode)
       : loop_(loop), writer_(std::move(writer)), mode_(mode) {}
   grpc::Status adoptOutput(state::UniqueFd stdoutFd, state::UniqueFd stderrFd, std::string& error);
-  void streamEnded();
-  // Counts a read against this turn's budget; past it, `stream` pauses until the next turn.
-  void chargeTurn(loop::PipeStream& stream, size_t bytes);
+  void streamEnded(logging::LogStream which);
+  // Counts a read against this turn's budget; past it, reading pauses until the next turn.
+  void chargeTurn(size_t bytes);
+  // Reads while nothing pauses it (a spent turn, a backlogged log writer).
+  void updateReading();
 
   loop::Loop& loop_;
   std::unique_ptr<logging::LogWriter> writer_;
@@ -95,6 +98,9 @@ class ContainerIo {
   state::UniqueFd stdoutWrite_, stderrWrite_, stdinRead_;  // the container's ends, until created
   state::UniqueFd stdinWrite_;                             // ours (not for a tty)
   int openStreams_ = 0;
+  std::array<bool, 2> ended_{};  // by logging::LogStream
+  bool turnSpent_ = false;
+  bool writerBacklogged_ = false;
   std::function<void()> drained_;
   uint64_t turn_ = 0;     // the loop turn turnBytes_ counts
   size_t turnBytes_ = 0;  // read from this container in that turn

@@ -839,14 +839,20 @@ void ContainerManager::remove(const std::string& id, std::function<void(Status)>
   });
 }
 
-Status ContainerManager::reopenLog(const std::string& id) {
+void ContainerManager::reopenLog(const std::string& id, std::function<void(Status)> done) {
   const Container* c = find(id);
-  if (c == nullptr) return Status(StatusCode::kNotFound, fmt::format("container {} not found", id));
-  if (c->state != ContainerState::kRunning) {
-    return Status(StatusCode::kFailedPrecondition, fmt::format("container {} is not running", id));
+  if (c == nullptr) {
+    return done(Status(StatusCode::kNotFound, fmt::format("container {} not found", id)));
   }
-  if (!c->io || !c->io->writer()) return Status::ok();
-  return c->io->writer()->reopen();
+  if (c->state != ContainerState::kRunning) {
+    return done(
+        Status(StatusCode::kFailedPrecondition, fmt::format("container {} is not running", id)));
+  }
+  if (!c->io || !c->io->writer()) return done(Status::ok());
+  logging::LogWriter& writer = *c->io->writer();
+  if (Status s = writer.reopen(); !s.isOk()) return done(s);
+  // kubelet may compress the renamed file once we answer: the records queued for it go first.
+  writer.whenWritten([done = std::move(done)] { done(Status::ok()); });
 }
 
 void ContainerManager::updateResources(const std::string& id,

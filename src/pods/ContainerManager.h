@@ -96,7 +96,8 @@ class ContainerManager {
   // once the container has exited. Stopping what is not running, or is gone, is success.
   void stop(const std::string& id, int64_t timeoutSeconds, std::function<void(grpc::Status)> done);
   void remove(const std::string& id, std::function<void(grpc::Status)> done);
-  grpc::Status reopenLog(const std::string& id);
+  // ReopenContainerLog: answers once the records accepted before it are in the renamed file.
+  void reopenLog(const std::string& id, std::function<void(grpc::Status)> done);
   // New cgroup limits for a created or running container (`runtime update`), kept for its
   // status and for a restart of the daemon. Fields left unset keep their values.
   void updateResources(const std::string& id, const runtime::v1::LinuxContainerResources& resources,

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "logging/LogTestSupport.h"
+#include "logging/WriteInterposer.h"
 #include "loop/Timer.h"
 
 namespace monocri::logging {
@@ -32,11 +33,24 @@ using testing::TempDir;
 
 constexpr int64_t kBaseNs = 1'795'304'460'123'456'789;  // 2026-11-21T23:41:00.123456789Z
 
+}  // namespace
+
 // Every write(2) and writev(2) of this test binary passes through here: calls on the descriptor
 // under watch are counted (the count is of the writer's own system calls, whatever a sanitizer's
-// runtime writes elsewhere).
+// runtime writes elsewhere), and may be slowed down like a throttled disk (WriteInterposer.h).
 std::atomic<int> watchedFd{-1};
 std::atomic<uint64_t> watchedWrites{0};
+std::atomic<pid_t> watchedWriterThread{0};
+std::atomic<unsigned> watchedWriteDelayMs{0};
+
+namespace {
+
+void watchWrite(int fd) {
+  if (fd != watchedFd.load()) return;
+  ++watchedWrites;
+  watchedWriterThread = ::gettid();
+  if (const unsigned delay = watchedWriteDelayMs.load(); delay != 0) ::usleep(delay * 1000);
+}
 
 }  // namespace
 }  // namespace monocri::logging
@@ -44,30 +58,19 @@ std::atomic<uint64_t> watchedWrites{0};
 extern "C" ssize_t writev(int fd, const iovec* iov, int count) {
   using Real = ssize_t (*)(int, const iovec*, int);
   static const auto real = reinterpret_cast<Real>(dlsym(RTLD_NEXT, "writev"));
-  if (fd == monocri::logging::watchedFd.load()) ++monocri::logging::watchedWrites;
+  monocri::logging::watchWrite(fd);
   return real(fd, iov, count);
 }
 
 extern "C" ssize_t write(int fd, const void* buffer, size_t size) {
   using Real = ssize_t (*)(int, const void*, size_t);
   static const auto real = reinterpret_cast<Real>(dlsym(RTLD_NEXT, "write"));
-  if (fd == monocri::logging::watchedFd.load()) ++monocri::logging::watchedWrites;
+  monocri::logging::watchWrite(fd);
   return real(fd, buffer, size);
 }
 
 namespace monocri::logging {
 namespace {
-
-// The descriptor this process has open on `path` (-1 if none).
-int descriptorOf(const std::string& path) {
-  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
-    std::error_code ec;
-    if (std::filesystem::read_symlink(entry.path(), ec) == path) {
-      return std::stoi(entry.path().filename().string());
-    }
-  }
-  return -1;
-}
 
 class LogWriterTest : public ::testing::Test {
  protected:

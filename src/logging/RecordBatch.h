@@ -1,0 +1,100 @@
+// The records of one write to a CRI log file, built in memory: headers and short contents are
+// copied in, long contents may be referenced where they lie (the caller's read buffer, when the
+// batch is written before that buffer is reused), and the whole goes out with writev(2).
+#pragma once
+
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "logging/LogRecord.h"
+
+namespace monocri::logging {
+
+// "<timestamp> stdout F "
+inline constexpr size_t kLogRecordHeaderBytes = kLogTimestampBytes + 1 + 6 + 1 + 1 + 1;
+
+class RecordBatch {
+ public:
+  // A content piece at least this long is referenced instead of copied, when allowed.
+  static constexpr size_t kReferenceMinBytes = 2048;
+  // Copied bytes (headers, short contents) in one batch before it should be written out.
+  static constexpr size_t kFullBytes = 256 * 1024;
+  // iovecs in one batch; IOV_MAX is 1024 and a record adds at most three.
+  static constexpr size_t kMaxSegments = 1000;
+
+  bool empty() const { return records_ == 0; }
+  bool full() const { return bytes_.size() >= kFullBytes || segments_.size() >= kMaxSegments; }
+  uint64_t records() const { return records_; }
+  uint64_t contentBytes() const { return contentBytes_; }
+  // What the file grows by when the batch is written.
+  uint64_t outputBytes() const { return bytes_.size() + referencedBytes_; }
+  // Memory the batch keeps when emptied.
+  size_t capacityBytes() const { return bytes_.capacity(); }
+
+  // Once per record, in the writer's hottest path: inlined into each caller.
+  [[gnu::always_inline]] void appendHeader(int64_t timeNs, LogStream stream, bool partial) {
+    const size_t at = bytes_.size();
+    bytes_.resize(at + kLogRecordHeaderBytes);
+    char* out = bytes_.data() + at;
+    // The records of one read mostly share their arrival time.
+    if (!haveStamp_ || timeNs != stampTimeNs_) {
+      formatLogTimestamp(timeNs, stamp_);
+      stampTimeNs_ = timeNs;
+      haveStamp_ = true;
+    }
+    std::memcpy(out, stamp_, kLogTimestampBytes);
+    out += kLogTimestampBytes;
+    *out++ = ' ';
+    std::memcpy(out, logStreamName(stream).data(), 6);
+    out += 6;
+    *out++ = ' ';
+    *out++ = partial ? 'P' : 'F';
+    *out = ' ';
+  }
+  // `mayReference`: the bytes stay where they are until the batch is written.
+  void appendContent(std::string_view content, bool mayReference);
+  void endRecord() {
+    bytes_.push_back('\n');
+    ++records_;
+  }
+
+  // Writes the batch to `fd` and empties it. Returns the bytes written, or -errno; a short
+  // write followed by an error is undone (the file is cut back to where the batch began), so
+  // that the file only ever holds whole records.
+  ssize_t writeTo(int fd);
+  void clear();
+  // Exchanges everything, contents and buffers: a full batch leaves, an empty one with its
+  // memory takes its place.
+  void swap(RecordBatch& other) noexcept;
+
+ private:
+  // A piece of the output: bytes_[offset, offset + length), or `length` bytes at `external`.
+  struct Segment {
+    const char* external;
+    size_t offset;
+    size_t length;
+  };
+
+  // Ends the run of copied bytes since the last referenced piece.
+  void closeRun();
+
+  std::string bytes_;
+  size_t runStart_ = 0;
+  std::vector<Segment> segments_;
+  std::vector<iovec> iov_;
+  uint64_t records_ = 0;
+  uint64_t contentBytes_ = 0;
+  uint64_t referencedBytes_ = 0;
+  bool haveStamp_ = false;
+  int64_t stampTimeNs_ = 0;
+  char stamp_[kLogTimestampBytes] = {};
+};
+
+}  // namespace monocri::logging

@@ -1,0 +1,239 @@
+// Log writes off the loop: the writer hands its batches to the write thread, the loop keeps
+// turning while a write stalls, every byte still lands in order across reopens, a backlog
+// stops the reader until the thread caught up, and nothing is lost when the writer or the
+// thread goes away with batches queued.
+#include "logging/LogWriteThread.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "logging/LogTestSupport.h"
+#include "logging/LogWriter.h"
+#include "logging/WriteInterposer.h"
+#include "loop/Timer.h"
+
+namespace monocri::logging {
+namespace {
+
+using testing::readFile;
+using testing::streamBytes;
+using testing::strictRecords;
+using testing::TempDir;
+
+// Delays the watched descriptor's writes for the scope, like a disk under dirty-page throttling.
+class SlowDisk {
+ public:
+  SlowDisk(const std::string& path, unsigned delayMs) {
+    watchedWrites = 0;
+    watchedWriterThread = 0;
+    watchedWriteDelayMs = delayMs;
+    watchedFd = descriptorOf(path);
+  }
+  ~SlowDisk() {
+    watchedFd = -1;
+    watchedWriteDelayMs = 0;
+  }
+  SlowDisk(const SlowDisk&) = delete;
+  SlowDisk& operator=(const SlowDisk&) = delete;
+};
+
+class LogWriteThreadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string error;
+    thread_ = LogWriteThread::start(loop_, error);
+    ASSERT_NE(thread_, nullptr) << error;
+  }
+
+  std::unique_ptr<LogWriter> open(LogWriterOptions options = {}) {
+    options.writeThread = thread_.get();
+    std::string error;
+    auto writer = LogWriter::open(loop_, path_, std::move(options), error);
+    EXPECT_NE(writer, nullptr) << error;
+    return writer;
+  }
+  // Runs the loop until every queued write is back (not waiting for the flush timers).
+  void runUntilWritten() {
+    while (thread_->stats().queuedBatches != 0) uv_run(loop_.raw(), UV_RUN_ONCE);
+  }
+
+  TempDir dir_;
+  std::string path_ = dir_.file("0.log");
+  loop::Loop loop_;
+  std::unique_ptr<LogWriteThread> thread_;
+};
+
+TEST_F(LogWriteThreadTest, TheLoopKeepsTurningWhileAWriteStalls) {
+  auto writer = open();
+  SlowDisk disk(path_, 300);
+  writer->write(LogStream::kStdout, "a line the disk is slow to take\n");
+  // The write() call returned at once: the record is queued, not in the file yet.
+  EXPECT_EQ(readFile(path_), "");
+  int ticks = 0;
+  auto ticker = loop::Timer::create(loop_);
+  ticker->start(10, 10, [&] { ++ticks; });
+  ticker->unref();
+  bool written = false;
+  writer->whenWritten([&] { written = true; });
+  loop_.run();  // queued writes keep the loop running
+  EXPECT_TRUE(written);
+  // 300 ms of stalled write, 10 ms ticks: the loop ran all along (a blocked loop ticks once).
+  EXPECT_GE(ticks, 15);
+  EXPECT_NE(watchedWriterThread.load(), ::gettid()) << "the write ran on the loop's thread";
+  EXPECT_EQ(watchedWrites.load(), 1u);
+  const auto records = strictRecords(readFile(path_));
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].content, "a line the disk is slow to take");
+  EXPECT_EQ(writer->stats().recordsWritten, 1u);
+}
+
+TEST_F(LogWriteThreadTest, ABacklogIsReportedAndClearedOnceTheThreadCaughtUp) {
+  auto writer = open();
+  int cleared = 0;
+  writer->setBacklogListener([&] { ++cleared; });
+  SlowDisk disk(path_, 20);
+  const std::string read(64 * 1024 - 1, 'x');
+  int reads = 0;
+  // A reader that keeps reading without giving the loop a turn: the backlog builds up.
+  while (!writer->backlogged()) {
+    writer->write(LogStream::kStdout, read + "\n");
+    ASSERT_LT(++reads, 100) << "never backlogged";
+  }
+  EXPECT_LE(static_cast<uint64_t>(reads) * read.size(), LogWriter::kBacklogHighBytes + read.size());
+  runUntilWritten();
+  EXPECT_FALSE(writer->backlogged());
+  EXPECT_EQ(cleared, 1);
+  std::string sent;
+  for (int i = 0; i < reads; ++i) sent += read + "\n";
+  EXPECT_EQ(streamBytes(strictRecords(readFile(path_)), LogStream::kStdout), sent);
+}
+
+TEST_F(LogWriteThreadTest, RandomStreamsComeBackByteForByteAcrossReopens) {
+  auto writer = open();
+  std::mt19937_64 random(20261122);
+  std::string sent[2];
+  std::vector<std::string> files;
+  for (int chunk = 0; chunk < 400; ++chunk) {
+    const auto stream = random() % 2 == 0 ? LogStream::kStdout : LogStream::kStderr;
+    std::string bytes;
+    const size_t size = random() % (64 * 1024);
+    while (bytes.size() < size) {
+      const size_t line = random() % 40000;
+      for (size_t i = 0; i < line && bytes.size() < size; ++i)
+        bytes.push_back(static_cast<char>(random() % 255 + 1 == '\n' ? 'n' : random() % 256));
+      bytes.push_back('\n');
+    }
+    if (random() % 3 == 0) bytes.resize(bytes.size() / 2);  // a line left open
+    writer->write(stream, bytes);
+    sent[static_cast<int>(stream)] += bytes;
+    if (chunk % 37 == 0) {
+      // kubelet's rotation, with batches for the old file still queued.
+      const std::string rotated = path_ + "." + std::to_string(chunk);
+      ASSERT_EQ(std::rename(path_.c_str(), rotated.c_str()), 0);
+      files.push_back(rotated);
+      ASSERT_TRUE(writer->reopen().isOk());
+    }
+    if (random() % 4 == 0) runUntilWritten();
+  }
+  writer->finish();
+  runUntilWritten();
+  files.push_back(path_);
+  std::vector<LogRecord> all;
+  for (const std::string& file : files) {
+    for (LogRecord& r : strictRecords(readFile(file)))
+      all.push_back(std::move(r));
+  }
+  EXPECT_EQ(streamBytes(all, LogStream::kStdout), sent[0] + (sent[0].back() == '\n' ? "" : "\n"));
+  EXPECT_EQ(streamBytes(all, LogStream::kStderr), sent[1] + (sent[1].back() == '\n' ? "" : "\n"));
+  EXPECT_EQ(writer->stats().writeErrors, 0u);
+}
+
+TEST_F(LogWriteThreadTest, WhenWrittenRunsOnceTheOldFileHoldsEverything) {
+  auto writer = open();
+  SlowDisk disk(path_, 50);
+  for (int i = 0; i < 5; ++i)
+    writer->write(LogStream::kStdout, "before " + std::to_string(i) + "\n");
+  const std::string rotated = path_ + ".1";
+  ASSERT_EQ(std::rename(path_.c_str(), rotated.c_str()), 0);
+  ASSERT_TRUE(writer->reopen().isOk());
+  std::string oldFileThen;
+  writer->whenWritten([&] { oldFileThen = readFile(rotated); });
+  writer->write(LogStream::kStdout, "after\n");
+  runUntilWritten();
+  EXPECT_EQ(streamBytes(strictRecords(oldFileThen), LogStream::kStdout),
+            "before 0\nbefore 1\nbefore 2\nbefore 3\nbefore 4\n");
+  EXPECT_EQ(streamBytes(strictRecords(readFile(path_)), LogStream::kStdout), "after\n");
+}
+
+TEST_F(LogWriteThreadTest, NothingIsLostWhenTheWriterAndTheThreadGoWithBatchesQueued) {
+  auto writer = open();
+  {
+    SlowDisk disk(path_, 10);
+    for (int i = 0; i < 20; ++i)
+      writer->write(LogStream::kStdout, "line " + std::to_string(i) + "\n");
+    writer->write(LogStream::kStderr, "an open line");
+    writer.reset();   // its last P record is queued behind the others
+    thread_.reset();  // writes what is queued, then joins
+  }
+  const auto records = strictRecords(readFile(path_));
+  ASSERT_EQ(records.size(), 21u);
+  EXPECT_EQ(records[19].content, "line 19");
+  EXPECT_TRUE(records[20].partial);
+  EXPECT_EQ(records[20].content, "an open line");
+}
+
+TEST_F(LogWriteThreadTest, AFailedWriteOnTheThreadIsCountedAndUndone) {
+  auto writer = open();
+  writer->write(LogStream::kStdout, "before the limit\n");
+  runUntilWritten();
+  const std::string before = readFile(path_);
+  std::string burst;
+  for (int i = 0; i < 100; ++i)
+    burst += std::string(79, static_cast<char>('a' + i % 26)) + "\n";
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
+  auto previous = signal(SIGXFSZ, SIG_IGN);
+  rlimit limited = saved;
+  limited.rlim_cur = 4096;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &limited), 0);
+  writer->write(LogStream::kStdout, burst);
+  runUntilWritten();
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &saved), 0);
+  signal(SIGXFSZ, previous);
+  EXPECT_EQ(writer->stats().writeErrors, 1u);
+  EXPECT_EQ(writer->stats().bytesDropped, 7900u);
+  EXPECT_EQ(writer->stats().lastError, "write " + path_ + ": File too large");
+  EXPECT_EQ(readFile(path_), before);
+  writer->write(LogStream::kStdout, "after\n");
+  runUntilWritten();
+  EXPECT_EQ(streamBytes(strictRecords(readFile(path_)), LogStream::kStdout),
+            "before the limit\nafter\n");
+}
+
+TEST_F(LogWriteThreadTest, TheSizeCapCountsQueuedBatches) {
+  LogWriterOptions options;
+  options.maxFileBytes = 4096;
+  auto writer = open(options);
+  SlowDisk disk(path_, 5);
+  // Nothing is written before the loop runs; the cap must count what is queued.
+  for (int i = 0; i < 100; ++i)
+    writer->write(LogStream::kStdout, std::string(59, 'q') + "\n");
+  runUntilWritten();
+  // 40 records of 100 bytes fit, then the marker (the one record allowed past the cap).
+  const auto records = strictRecords(readFile(path_));
+  ASSERT_EQ(records.size(), 41u);
+  EXPECT_EQ(records[39].content, std::string(59, 'q'));
+  EXPECT_EQ(records.back().content,
+            "[monocri] log size limit of 4096 bytes reached: further output is dropped until the "
+            "log is rotated");
+}
+
+}  // namespace
+}  // namespace monocri::logging
