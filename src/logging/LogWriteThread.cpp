@@ -63,11 +63,11 @@ LogWriteThread::~LogWriteThread() {
 }
 
 void LogWriteThread::submit(std::shared_ptr<const state::UniqueFd> file,
-                            std::unique_ptr<RecordBatch> batch, Done done) {
+                            std::unique_ptr<RecordBatch> batch, Done done, JournalCommit commit) {
   if (stats_.queuedBatches++ == 0) resultsReady_->ref();
   {
     std::lock_guard lock(mutex_);
-    queued_.push_back(Job{std::move(file), std::move(batch), std::move(done)});
+    queued_.push_back(Job{std::move(file), std::move(batch), std::move(done), std::move(commit)});
   }
   wake_.notify_one();
 }
@@ -103,6 +103,11 @@ void LogWriteThread::run() {
       const uint64_t started = monotonicNs();
       job.result = job.batch->writeTo(job.file->get());
       job.elapsedNs = monotonicNs() - started;
+    }
+    // After the records: a state never claims what the log does not hold yet.
+    if (job.commit.journal) {
+      job.commit.journal->commit(job.file->get(), job.commit.offsets, job.commit.continued);
+      job.commit.journal.reset();
     }
     lock.lock();
     const bool first = finished_.empty();

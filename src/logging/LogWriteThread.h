@@ -24,12 +24,20 @@
 #include <thread>
 #include <vector>
 
+#include "logging/LogJournal.h"
 #include "logging/RecordBatch.h"
 #include "loop/AsyncSignal.h"
 #include "loop/Loop.h"
 #include "state/UniqueFd.h"
 
 namespace monocri::logging {
+
+// The state to commit to a journal once a batch is written (LogJournal::commit).
+struct JournalCommit {
+  std::shared_ptr<LogJournal> journal;
+  std::array<uint64_t, 2> offsets{};
+  std::array<bool, 2> continued{};
+};
 
 class LogWriteThread {
  public:
@@ -45,9 +53,10 @@ class LogWriteThread {
   LogWriteThread(const LogWriteThread&) = delete;
   LogWriteThread& operator=(const LogWriteThread&) = delete;
 
-  // Loop thread only. Queues `batch` for `file`; a null batch is a barrier.
+  // Loop thread only. Queues `batch` for `file`, then `commit` if it names a journal; a job
+  // with neither is a barrier.
   void submit(std::shared_ptr<const state::UniqueFd> file, std::unique_ptr<RecordBatch> batch,
-              Done done);
+              Done done, JournalCommit commit = {});
   // An empty batch to build records in, from the pool of returned ones.
   std::unique_ptr<RecordBatch> takeBatch();
   void giveBack(std::unique_ptr<RecordBatch> batch);
@@ -66,6 +75,7 @@ class LogWriteThread {
     std::shared_ptr<const state::UniqueFd> file;
     std::unique_ptr<RecordBatch> batch;
     Done done;
+    JournalCommit commit;
     ssize_t result = 0;
     uint64_t elapsedNs = 0;
   };

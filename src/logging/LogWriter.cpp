@@ -154,6 +154,7 @@ uint64_t LogWriter::loopClockMs() const {
 void LogWriter::write(LogStream stream, std::string_view bytes) {
   if (bytes.empty()) return;
   stats_.bytesIn += bytes.size();
+  streamOffsets_[static_cast<size_t>(stream)] += bytes.size();
   if (sizeLimitReached_) {
     dropPastSizeLimit(stream, bytes);
     return;
@@ -282,6 +283,15 @@ grpc::Status LogWriter::reopen() {
   file_ = std::make_shared<state::UniqueFd>(std::move(fd));
   ++fileGeneration_;
   if (options_.maxFileBytes != 0) fileBytes_ = sizeOfLogFile(file_->get());
+  if (journal_) {
+    // The state is about the new file from now on (after what is queued for the old one).
+    const JournalCommit commit = journalCommit();
+    if (options_.writeThread != nullptr) {
+      options_.writeThread->submit(file_, nullptr, nullptr, commit);
+    } else {
+      journal_->commit(file_->get(), commit.offsets, commit.continued);
+    }
+  }
   sizeLimitReached_ = false;
   return grpc::Status::ok();
 }
@@ -307,7 +317,8 @@ bool LogWriter::addRecord(RecordBatch& batch, LogStream stream, bool partial, st
   batch.endRecord();
   line.bytes.clear();  // its capacity is kept while output flows (see releaseIdleMemory)
   line.continued = partial;
-  if (batch.full()) writeBatch(batch);
+  // With a journal a batch ends only where write() does: its commit names a spool offset.
+  if (batch.full() && !journal_) writeBatch(batch);
   return true;
 }
 
@@ -316,7 +327,7 @@ void LogWriter::addOwnRecord(RecordBatch& batch, LogStream stream, std::string_v
   batch.appendHeader(nowNs, stream, false);
   batch.appendContent(content, /*mayReference=*/false);
   batch.endRecord();
-  if (batch.full()) writeBatch(batch);
+  if (batch.full() && !journal_) writeBatch(batch);
 }
 
 void LogWriter::reachSizeLimit(RecordBatch& batch, LogStream stream, int64_t nowNs) {
@@ -416,7 +427,22 @@ RecordBatch& LogWriter::openBatch() {
 }
 
 void LogWriter::closeBatch(RecordBatch& batch) {
-  if (!batch.empty()) writeBatch(batch);
+  if (!batch.empty()) {
+    writeBatch(batch);
+  } else if (journal_) {
+    // Output the limits dropped moves the offsets without a record: committed now and then,
+    // so that the spool of a container flooding past its cap is given back too.
+    const JournalCommit commit = journalCommit();
+    if (commit.offsets[0] - committedOffsets_[0] + commit.offsets[1] - committedOffsets_[1] >=
+        kBacklogHighBytes) {
+      committedOffsets_ = commit.offsets;
+      if (options_.writeThread != nullptr) {
+        options_.writeThread->submit(file_, nullptr, nullptr, commit);
+      } else {
+        journal_->commit(file_->get(), commit.offsets, commit.continued);
+      }
+    }
+  }
   // An idle writer holds no batch memory.
   if (batch_) options_.writeThread->giveBack(std::move(batch_));
 }
@@ -430,7 +456,31 @@ void LogWriter::writeBatch(RecordBatch& batch) {
   const uint64_t contentBytes = batch.contentBytes();
   const ssize_t result = batch.writeTo(file_->get());
   if (result >= 0) fileBytes_ += static_cast<uint64_t>(result);
+  if (journal_) {
+    const JournalCommit commit = journalCommit();
+    committedOffsets_ = commit.offsets;
+    journal_->commit(file_->get(), commit.offsets, commit.continued);
+  }
   countWrite(result, records, contentBytes);
+}
+
+JournalCommit LogWriter::journalCommit() const {
+  JournalCommit commit;
+  commit.journal = journal_;
+  for (size_t s = 0; s < 2; ++s) {
+    // The unfinished line is not in the log: it is taken up from the spool after a crash.
+    commit.offsets[s] = streamOffsets_[s] - pending_[s].bytes.size();
+    commit.continued[s] = pending_[s].continued;
+  }
+  return commit;
+}
+
+void LogWriter::attachJournal(std::shared_ptr<LogJournal> journal, const LogJournalState& from) {
+  journal_ = std::move(journal);
+  streamOffsets_ = from.offsets;
+  committedOffsets_ = from.offsets;
+  pending_[0].continued = from.continued[0];
+  pending_[1].continued = from.continued[1];
 }
 
 void LogWriter::submitBatch(RecordBatch& batch) {
@@ -445,20 +495,27 @@ void LogWriter::submitBatch(RecordBatch& batch) {
   fileBytes_ += bytes;
   queuedBytes_ += bytes;
   if (queuedBytes_ >= kBacklogHighBytes) backlogged_ = true;
-  thread.submit(file_, std::move(full),
-                [this, watch = lifetime_.watch(), generation = fileGeneration_, records,
-                 contentBytes, bytes](ssize_t result) {
-                  if (watch.expired()) return;
-                  queuedBytes_ -= bytes;
-                  if (result < 0 && generation == fileGeneration_) {
-                    fileBytes_ -= std::min(fileBytes_, bytes);
-                  }
-                  countWrite(result, records, contentBytes);
-                  if (backlogged_ && queuedBytes_ <= kBacklogLowBytes) {
-                    backlogged_ = false;
-                    if (backlogCleared_) backlogCleared_();
-                  }
-                });
+  JournalCommit commit;
+  if (journal_) {
+    commit = journalCommit();
+    committedOffsets_ = commit.offsets;
+  }
+  thread.submit(
+      file_, std::move(full),
+      [this, watch = lifetime_.watch(), generation = fileGeneration_, records, contentBytes,
+       bytes](ssize_t result) {
+        if (watch.expired()) return;
+        queuedBytes_ -= bytes;
+        if (result < 0 && generation == fileGeneration_) {
+          fileBytes_ -= std::min(fileBytes_, bytes);
+        }
+        countWrite(result, records, contentBytes);
+        if (backlogged_ && queuedBytes_ <= kBacklogLowBytes) {
+          backlogged_ = false;
+          if (backlogCleared_) backlogCleared_();
+        }
+      },
+      std::move(commit));
 }
 
 void LogWriter::whenWritten(std::function<void()> done) {

@@ -119,6 +119,13 @@ class LogWriter {
   // ReopenContainerLog returned.
   void whenWritten(std::function<void()> done);
 
+  // Makes the log lossless across a daemon crash (LogJournal.h): write() is then given the
+  // journal's spool bytes in order, and each batch commits how far each stream's spool is in the
+  // log. `from` is where the journal stands (zero offsets for a new one; what recover() found);
+  // the caller then replays the spools from those offsets through write().
+  void attachJournal(std::shared_ptr<LogJournal> journal, const LogJournalState& from);
+  const std::shared_ptr<LogJournal>& journal() const { return journal_; }
+
   // Batches queued on the write thread and not written yet take this many bytes or more: the
   // caller should stop handing output over (stop reading the container) until the listener
   // runs.
@@ -196,6 +203,8 @@ class LogWriter {
   void writeBatch(RecordBatch& batch);
   void submitBatch(RecordBatch& batch);
   void countWrite(ssize_t result, uint64_t records, uint64_t contentBytes);
+  // Where the journal stands once what was handed over so far is written.
+  JournalCommit journalCommit() const;
 
   loop::Loop& loop_;
   std::string path_;
@@ -223,6 +232,11 @@ class LogWriter {
   bool backlogged_ = false;
   std::function<void()> backlogCleared_;
   loop::LifetimeGuard lifetime_;  // results of queued batches arriving after the writer is gone
+
+  // With a journal: spool bytes handed to write(), per stream, and the offsets last committed.
+  std::shared_ptr<LogJournal> journal_;
+  std::array<uint64_t, 2> streamOffsets_{};
+  std::array<uint64_t, 2> committedOffsets_{};
 };
 
 }  // namespace monocri::logging

@@ -9,6 +9,7 @@
 
 namespace monocri::monitor {
 
+using logging::LogStream;
 using state::UniqueFd;
 
 namespace {
@@ -24,6 +25,8 @@ bool makePipe(UniqueFd& readEnd, UniqueFd& writeEnd, const char* what, std::stri
   return true;
 }
 
+constexpr LogStream kStreams[2] = {LogStream::kStdout, LogStream::kStderr};
+
 }  // namespace
 
 std::unique_ptr<ContainerIo> ContainerIo::create(loop::Loop& loop,
@@ -37,13 +40,14 @@ std::unique_ptr<ContainerIo> ContainerIo::create(loop::Loop& loop,
     return nullptr;
   }
   if (mode.stdin && !makePipe(io->stdinRead_, io->stdinWrite_, "stdin", error)) return nullptr;
-  if (!io->adoptOutput(std::move(outRead), std::move(errRead), error).isOk()) return nullptr;
+  if (!io->adoptOutput(std::move(outRead), std::move(errRead), {}, error).isOk()) return nullptr;
   return io;
 }
 
 std::unique_ptr<ContainerIo> ContainerIo::adopt(loop::Loop& loop,
                                                 std::unique_ptr<logging::LogWriter> writer,
-                                                ContainerIoFds fds, std::string& error) {
+                                                ContainerIoFds fds, const SpoolReplay& replay,
+                                                std::string& error) {
   ContainerIoMode mode;
   mode.tty = fds.terminal.valid();
   mode.stdin = fds.stdinWrite.valid() || mode.tty;
@@ -57,49 +61,64 @@ std::unique_ptr<ContainerIo> ContainerIo::adopt(loop::Loop& loop,
     return nullptr;
   }
   io->stdinWrite_ = std::move(fds.stdinWrite);
-  if (!io->adoptOutput(std::move(fds.stdoutRead), std::move(fds.stderrRead), error).isOk()) {
+  if (!io->adoptOutput(std::move(fds.stdoutRead), std::move(fds.stderrRead), replay, error)
+           .isOk()) {
     return nullptr;
   }
   return io;
 }
 
-grpc::Status ContainerIo::adoptOutput(UniqueFd stdoutFd, UniqueFd stderrFd, std::string& error) {
-  int rc = 0;
-  stdout_ = loop::PipeStream::adopt(loop_, stdoutFd.get(), &rc);
-  if (!stdout_) {
-    error = fmt::format("reading the container's stdout: {}", uv_strerror(rc));
-    return grpc::Status(grpc::StatusCode::kInternal, error);
+grpc::Status ContainerIo::adoptOutput(UniqueFd stdoutFd, UniqueFd stderrFd,
+                                      const SpoolReplay& replay, std::string& error) {
+  const logging::LogJournal* journal = writer_ ? writer_->journal().get() : nullptr;
+  UniqueFd fds[2] = {std::move(stdoutFd), std::move(stderrFd)};
+  for (LogStream stream : kStreams) {
+    const size_t s = static_cast<size_t>(stream);
+    pipes_[s] = OutputPipe::open(loop_, std::move(fds[s]), journal ? journal->spoolFd(stream) : -1,
+                                 replay.end[s], logging::logStreamName(stream), error);
+    if (!pipes_[s]) return grpc::Status(grpc::StatusCode::kInternal, error);
   }
-  stdoutFd.release();  // the stream owns it now
-  stderr_ = loop::PipeStream::adopt(loop_, stderrFd.get(), &rc);
-  if (!stderr_) {
-    error = fmt::format("reading the container's stderr: {}", uv_strerror(rc));
-    return grpc::Status(grpc::StatusCode::kInternal, error);
+  if (journal != nullptr) return replaySpools(replay, error);
+  return grpc::Status::ok();
+}
+
+grpc::Status ContainerIo::replaySpools(const SpoolReplay& replay, std::string& error) {
+  const uv_buf_t buffer = loop_.readBuffer();
+  for (LogStream stream : kStreams) {
+    const size_t s = static_cast<size_t>(stream);
+    const int spool = writer_->journal()->spoolFd(stream);
+    for (uint64_t at = replay.from[s]; at < replay.end[s];) {
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(buffer.len, replay.end[s] - at));
+      const ssize_t n = ::pread(spool, buffer.base, want, static_cast<off_t>(at));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        error = fmt::format("taking up the container's {} spool at {}: {}",
+                            logging::logStreamName(stream), at,
+                            n < 0 ? std::strerror(errno) : "it is shorter than its state says");
+        return grpc::Status(grpc::StatusCode::kInternal, error);
+      }
+      writer_->write(stream, std::string_view(buffer.base, static_cast<size_t>(n)));
+      at += static_cast<uint64_t>(n);
+    }
   }
-  stderrFd.release();
-  stdout_->setLabel("container stdout");
-  stderr_->setLabel("container stderr");
-  // A running container does not keep a stopping daemon alive: its output waits in the pipe
-  // (held by the keeper) for the next daemon.
-  stdout_->unref();
-  stderr_->unref();
   return grpc::Status::ok();
 }
 
 grpc::Status ContainerIo::attachTerminal(UniqueFd master, std::string& error) {
-  if (!mode_.tty || stdout_) {
+  if (!mode_.tty || terminal_) {
     error = "a terminal for a container that has no tty, or has one already";
     return grpc::Status(grpc::StatusCode::kInternal, error);
   }
   int rc = 0;
-  stdout_ = loop::PipeStream::adopt(loop_, master.get(), &rc);
-  if (!stdout_) {
+  terminal_ = loop::PipeStream::adopt(loop_, master.get(), &rc);
+  if (!terminal_) {
     error = fmt::format("reading the container's terminal: {}", uv_strerror(rc));
     return grpc::Status(grpc::StatusCode::kInternal, error);
   }
   master.release();
-  stdout_->setLabel("container terminal");
-  stdout_->unref();
+  terminal_->setLabel("container terminal");
+  // A running container does not keep a stopping daemon alive.
+  terminal_->unref();
   return grpc::Status::ok();
 }
 
@@ -114,18 +133,18 @@ void ContainerIo::closeContainerEnds() {
 std::vector<std::pair<HeldStream, int>> ContainerIo::heldFds() const {
   std::vector<std::pair<HeldStream, int>> held;
   if (mode_.tty) {
-    if (stdout_) held.emplace_back(HeldStream::kTerminal, stdout_->fd());
+    if (terminal_) held.emplace_back(HeldStream::kTerminal, terminal_->fd());
     return held;
   }
-  if (stdout_) held.emplace_back(HeldStream::kStdout, stdout_->fd());
-  if (stderr_) held.emplace_back(HeldStream::kStderr, stderr_->fd());
+  if (pipes_[0]) held.emplace_back(HeldStream::kStdout, pipes_[0]->fd());
+  if (pipes_[1]) held.emplace_back(HeldStream::kStderr, pipes_[1]->fd());
   if (stdinWrite_.valid()) held.emplace_back(HeldStream::kStdin, stdinWrite_.get());
   return held;
 }
 
 int ContainerIo::stdinFd() const {
   if (!mode_.stdin) return -1;
-  if (mode_.tty) return stdout_ ? stdout_->fd() : -1;
+  if (mode_.tty) return terminal_ ? terminal_->fd() : -1;
   return stdinWrite_.get();
 }
 
@@ -142,30 +161,41 @@ void ContainerIo::closeStdin() {
 
 void ContainerIo::start(std::function<void()> drained) {
   drained_ = std::move(drained);
-  openStreams_ = (stdout_ ? 1 : 0) + (stderr_ ? 1 : 0);
   if (writer_) {
     writer_->setBacklogListener([this] {
       writerBacklogged_ = false;
       updateReading();
     });
   }
-  for (auto [stream, which] : {std::pair{stdout_.get(), logging::LogStream::kStdout},
-                               {stderr_.get(), logging::LogStream::kStderr}}) {
-    if (stream == nullptr) continue;
-    const int rc = stream->startReading(
-        [this, which](std::string_view bytes) {
-          if (writer_) {
-            writer_->write(which, bytes);
-            // The disk is slower than the container: it waits in its pipe, not in our memory.
-            if (writer_->backlogged() && !writerBacklogged_) {
-              writerBacklogged_ = true;
-              updateReading();
-            }
-          }
-          chargeTurn(bytes.size());
-        },
-        [this, which](int) { streamEnded(which); });
-    if (rc != 0) streamEnded(which);
+  auto onData = [this](LogStream which, std::string_view bytes) {
+    if (writer_) {
+      writer_->write(which, bytes);
+      // The disk is slower than the container: it waits in its pipe, not in our memory.
+      if (writer_->backlogged() && !writerBacklogged_) {
+        writerBacklogged_ = true;
+        updateReading();
+      }
+    }
+    chargeTurn(bytes.size());
+  };
+  if (terminal_) {
+    openStreams_ = 1;
+    ended_[1] = true;
+    const int rc = terminal_->startReading(
+        [onData](std::string_view bytes) { onData(LogStream::kStdout, bytes); },
+        [this](int) { streamEnded(LogStream::kStdout); });
+    if (rc != 0) streamEnded(LogStream::kStdout);
+  } else {
+    openStreams_ = (pipes_[0] ? 1 : 0) + (pipes_[1] ? 1 : 0);
+    for (LogStream stream : kStreams) {
+      OutputPipe* pipe = pipes_[static_cast<size_t>(stream)].get();
+      if (pipe == nullptr) {
+        ended_[static_cast<size_t>(stream)] = true;
+        continue;
+      }
+      pipe->start([onData, stream](std::string_view bytes) { onData(stream, bytes); },
+                  [this, stream] { streamEnded(stream); });
+    }
   }
   if (openStreams_ == 0 && drained_) {
     auto done = std::move(drained_);
@@ -181,8 +211,8 @@ void ContainerIo::chargeTurn(size_t bytes) {
   }
   turnBytes_ += bytes;
   if (turnBytes_ < kMaxBytesPerTurn || turnSpent_) return;
-  // libuv would go on reading this pipe while it has data; stop, and ask again once the loop
-  // has polled everything else.
+  // The loop would go on reading this container while it has data; stop, and ask again once
+  // the loop has polled everything else.
   turnSpent_ = true;
   updateReading();
   loop_.defer(lifetime_.watch(), [this] {
@@ -193,18 +223,25 @@ void ContainerIo::chargeTurn(size_t bytes) {
 
 void ContainerIo::updateReading() {
   const bool paused = turnSpent_ || writerBacklogged_;
-  for (auto [stream, which] : {std::pair{stdout_.get(), logging::LogStream::kStdout},
-                               {stderr_.get(), logging::LogStream::kStderr}}) {
-    if (stream == nullptr || ended_[static_cast<size_t>(which)]) continue;
+  if (terminal_ && !ended_[0]) {
     if (paused) {
-      stream->stopReading();
-    } else if (const int rc = stream->resumeReading(); rc != 0) {
-      streamEnded(which);
+      terminal_->stopReading();
+    } else if (terminal_->resumeReading() != 0) {
+      streamEnded(LogStream::kStdout);
+    }
+    return;
+  }
+  for (auto& pipe : pipes_) {
+    if (!pipe || pipe->ended()) continue;
+    if (paused) {
+      pipe->pause();
+    } else {
+      pipe->resume();
     }
   }
 }
 
-void ContainerIo::streamEnded(logging::LogStream which) {
+void ContainerIo::streamEnded(LogStream which) {
   bool& ended = ended_[static_cast<size_t>(which)];
   if (ended) return;
   ended = true;

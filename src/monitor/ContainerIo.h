@@ -2,7 +2,9 @@
 // over its console socket) the loop reads into the container's CRI log writer, and the write
 // end of its stdin when it has one. The daemon's ends are duplicated in the keeper, so that a
 // daemon restart never leaves the container writing into a pipe without a reader, nor sees its
-// stdin closed under it.
+// stdin closed under it. When the writer has a journal, the pipes are read through its spools
+// (OutputPipe), so that not even the output the daemon was holding is lost when it dies; a
+// terminal is read directly (a pty cannot be spliced).
 #pragma once
 
 #include <array>
@@ -16,6 +18,7 @@
 #include "logging/LogWriter.h"
 #include "loop/Loop.h"
 #include "loop/PipeStream.h"
+#include "monitor/OutputPipe.h"
 #include "state/UniqueFd.h"
 
 namespace monocri::monitor {
@@ -33,6 +36,13 @@ struct ContainerIoFds {
   state::UniqueFd stdoutRead, stderrRead, stdinWrite, terminal;
 };
 
+// Where the spools of a writer's journal stand after a restart (LogJournal::recover): the bytes
+// from `from` to `end` were taken from the pipe but are not in the log yet.
+struct SpoolReplay {
+  std::array<uint64_t, 2> from{};
+  std::array<uint64_t, 2> end{};
+};
+
 class ContainerIo {
  public:
   // What one container's output may cost the loop per turn: a container flooding its stdout
@@ -45,10 +55,12 @@ class ContainerIo {
                                              std::unique_ptr<logging::LogWriter> writer,
                                              ContainerIoMode mode, std::string& error);
   // The daemon's ends of an existing container (given back by the keeper after a restart).
-  // Either a terminal or both output pipes are required.
+  // Either a terminal or both output pipes are required. With a journal, `replay` says what
+  // the spools hold that the log does not: it is handed to the writer first.
   static std::unique_ptr<ContainerIo> adopt(loop::Loop& loop,
                                             std::unique_ptr<logging::LogWriter> writer,
-                                            ContainerIoFds fds, std::string& error);
+                                            ContainerIoFds fds, const SpoolReplay& replay,
+                                            std::string& error);
   ~ContainerIo();
   ContainerIo(const ContainerIo&) = delete;
   ContainerIo& operator=(const ContainerIo&) = delete;
@@ -83,7 +95,10 @@ class ContainerIo {
  private:
   ContainerIo(loop::Loop& loop, std::unique_ptr<logging::LogWriter> writer, ContainerIoMode mode)
       : loop_(loop), writer_(std::move(writer)), mode_(mode) {}
-  grpc::Status adoptOutput(state::UniqueFd stdoutFd, state::UniqueFd stderrFd, std::string& error);
+  grpc::Status adoptOutput(state::UniqueFd stdoutFd, state::UniqueFd stderrFd,
+                           const SpoolReplay& replay, std::string& error);
+  // Hands the spool bytes a crashed daemon had taken but not logged to the writer.
+  grpc::Status replaySpools(const SpoolReplay& replay, std::string& error);
   void streamEnded(logging::LogStream which);
   // Counts a read against this turn's budget; past it, reading pauses until the next turn.
   void chargeTurn(size_t bytes);
@@ -93,8 +108,9 @@ class ContainerIo {
   loop::Loop& loop_;
   std::unique_ptr<logging::LogWriter> writer_;
   ContainerIoMode mode_;
-  // Output read by the loop: stdout_ is the pty master for a tty container.
-  loop::HandlePtr<loop::PipeStream> stdout_, stderr_;
+  // Output read by the loop: the pipes, or the pty master of a tty container.
+  std::array<std::unique_ptr<OutputPipe>, 2> pipes_;  // by logging::LogStream
+  loop::HandlePtr<loop::PipeStream> terminal_;
   state::UniqueFd stdoutWrite_, stderrWrite_, stdinRead_;  // the container's ends, until created
   state::UniqueFd stdinWrite_;                             // ours (not for a tty)
   int openStreams_ = 0;

@@ -165,6 +165,35 @@ ContainerManager::~ContainerManager() {
 std::string ContainerManager::bundleDir(const std::string& id) const {
   return options_.runRoot + "/containers/" + id;
 }
+std::string ContainerManager::logJournalDir(const std::string& id) const {
+  return bundleDir(id) + "/log";
+}
+
+monitor::SpoolReplay ContainerManager::recoverLogJournal(const std::string& id,
+                                                         const std::string& logPath,
+                                                         logging::LogWriter& writer) {
+  monitor::SpoolReplay replay;
+  const std::string dir = logJournalDir(id);
+  if (!std::filesystem::exists(dir)) return replay;  // made by a daemon without journals
+  logging::LogJournalRecovery found;
+  std::string error;
+  auto journal = logging::LogJournal::recover(dir, logPath, found, error);
+  if (!journal) {
+    spdlog::warn("container {}: {}; its log goes on without a journal", id, error);
+    return replay;
+  }
+  replay.from = found.state.offsets;
+  replay.end = found.spoolEnds;
+  const uint64_t pending = (replay.end[0] - replay.from[0]) + (replay.end[1] - replay.from[1]);
+  spdlog::info(
+      "container {}: log journal taken up: {} record(s) of the last batch were in the log, {} "
+      "byte(s) of a torn record cut off, {} spool byte(s) to log{}",
+      id, found.recordsAfterCommit, found.tornBytesCut, pending,
+      found.logReplaced ? "; the log file was replaced meanwhile" : "");
+  writer.attachJournal(std::move(journal), found.state);
+  return replay;
+}
+
 std::string ContainerManager::stateDir(const std::string& id) const {
   return options_.stateRoot + "/containers/" + id;
 }
@@ -372,6 +401,12 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
                 std::filesystem::create_directories(std::filesystem::path(c.logPath).parent_path());
                 writer = logging::LogWriter::open(loop_, c.logPath, logOptions, error);
                 if (!writer) return failCreate(id, Status(StatusCode::kInternal, error));
+                if (!c.config.tty()) {
+                  // A pty cannot be spliced: a tty container's log has no journal.
+                  auto journal = logging::LogJournal::create(logJournalDir(id), c.logPath, error);
+                  if (!journal) return failCreate(id, Status(StatusCode::kInternal, error));
+                  writer->attachJournal(std::move(journal), {});
+                }
               }
               std::string error;
               c.io = monitor::ContainerIo::create(loop_, std::move(writer),
@@ -637,7 +672,9 @@ void ContainerManager::adoptHeld(
       writer = logging::LogWriter::open(loop_, c.logPath, logOptions, error);
       if (!writer) spdlog::warn("container {}: log {}: {}", owner, c.logPath, error);
     }
-    c.io = monitor::ContainerIo::adopt(loop_, std::move(writer), std::move(fds), error);
+    monitor::SpoolReplay replay;
+    if (writer && !fds.terminal.valid()) replay = recoverLogJournal(owner, c.logPath, *writer);
+    c.io = monitor::ContainerIo::adopt(loop_, std::move(writer), std::move(fds), replay, error);
     if (!c.io) {
       spdlog::warn("container {}: cannot read its output again: {}", owner, error);
       continue;

@@ -5,6 +5,7 @@ import json
 import os
 import random
 import re
+import signal
 import statistics
 import threading
 import time
@@ -13,8 +14,9 @@ import grpc
 import pytest
 
 from monocri_harness import api_pb2, unary
-from test_containers import (RECORD, RUNTIME, call, create, daemon, make_pod,  # noqa: F401
-                             registry, start, wait_exited)
+from test_containers import (RECORD, RUNTIME, call, create, daemon,  # noqa: F401
+                             daemon_children, keeper_daemon, make_pod, registry, start,
+                             wait_exited)
 
 
 def random_stream(seed, size):
@@ -113,6 +115,63 @@ def test_rotation_every_10ms_loses_and_duplicates_nothing(daemon, tmp_path):
         time.sleep(0.1)
     assert got["stdout"] == out, (len(got["stdout"]), len(out))
     assert got["stderr"] == err, (len(got["stderr"]), len(err))
+
+
+def test_kill_9_of_the_daemon_in_the_middle_of_a_flood_loses_and_duplicates_nothing(
+        tmp_path, registry):
+    """Under the keeper, the daemon is SIGKILLed three times while a container floods both
+    streams with random lines: its unfinished lines, the records queued for the disk and a batch
+    cut in the middle all die with it, and the next daemon takes everything up from the log
+    journal. The reassembled log equals what the container wrote, byte for byte."""
+    d = keeper_daemon(tmp_path, registry)
+    try:
+        pod, container_id, out, err = flood_container(d, tmp_path, "kill9", 12 << 20, paced=True)
+        start(d, container_id)
+        log = os.path.join(pod[1].log_directory, "kill9/0.log")
+        kills = 0
+        while kills < 3 and status_state(d, container_id) == api_pb2.CONTAINER_RUNNING:
+            time.sleep(0.2 + 0.1 * kills)
+            [victim] = daemon_children(d)
+            os.kill(victim, signal.SIGKILL)
+            kills += 1
+            deadline = time.monotonic() + 20
+            while daemon_children(d) in ([], [victim]):
+                assert time.monotonic() < deadline, d.log()[-2000:]
+                time.sleep(0.02)
+            d.wait_ready()
+        assert kills == 3, "the flood ended before three kills: make it longer"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert wait_exited(d, container_id, timeout=60).exit_code == 0
+                break
+            except grpc.RpcError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        deadline = time.monotonic() + 10
+        while True:
+            got = reassemble([log])
+            if got == {"stdout": out, "stderr": err} or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        taken_up = [line[-150:] for line in d.log().splitlines() if "log journal taken up" in line]
+        assert len(got["stdout"]) == len(out) and got["stdout"] == out, taken_up
+        assert len(got["stderr"]) == len(err) and got["stderr"] == err, taken_up
+        assert len(taken_up) == 3, taken_up
+        call(d, "RemovePodSandbox", api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod[0]),
+             api_pb2.RemovePodSandboxResponse)
+    finally:
+        code = d.stop()
+    assert code == 0, d.log()[-3000:]
+
+
+def status_state(d, container_id):
+    try:
+        return call(d, "ContainerStatus",
+                    api_pb2.ContainerStatusRequest(container_id=container_id),
+                    api_pb2.ContainerStatusResponse).status.state
+    except grpc.RpcError:
+        return api_pb2.CONTAINER_RUNNING  # the daemon is on its way back
 
 
 def test_a_flood_from_ten_containers_does_not_starve_calls(daemon, tmp_path):
