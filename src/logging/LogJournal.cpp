@@ -21,6 +21,8 @@ constexpr size_t kStateBytes = 64;
 // hundred KiB); more than this is not a log this journal wrote.
 constexpr uint64_t kMaxUncommittedBytes = 64ull * 1024 * 1024;
 constexpr uint64_t kPageBytes = 4096;
+// Processed spool bytes are given back in pieces at least this big (a system call each).
+constexpr uint64_t kPunchMinBytes = 1024 * 1024;
 
 const char* const kSpoolNames[2] = {"1", "2"};
 
@@ -234,7 +236,7 @@ void LogJournal::commit(int logFd, const std::array<uint64_t, 2>& offsets,
   if (!store(state, nullptr)) return;
   for (size_t s = 0; s < 2; ++s) {
     const uint64_t to = offsets[s] / kPageBytes * kPageBytes;
-    if (to <= punchedTo_[s]) continue;
+    if (to < punchedTo_[s] + kPunchMinBytes) continue;
     // Best effort: a filesystem without hole punching keeps the bytes (the spool grows).
     (void)::fallocate(spools_[s].get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                       static_cast<off_t>(punchedTo_[s]), static_cast<off_t>(to - punchedTo_[s]));

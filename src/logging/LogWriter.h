@@ -132,8 +132,8 @@ class LogWriter {
   bool backlogged() const { return backlogged_; }
   // Runs when a backlog is cleared (the queued bytes fell to kBacklogLowBytes).
   void setBacklogListener(std::function<void()> cleared) { backlogCleared_ = std::move(cleared); }
-  static constexpr uint64_t kBacklogHighBytes = 256 * 1024;
-  static constexpr uint64_t kBacklogLowBytes = 64 * 1024;
+  static constexpr uint64_t kBacklogHighBytes = 512 * 1024;
+  static constexpr uint64_t kBacklogLowBytes = 128 * 1024;
 
   struct Stats {
     uint64_t bytesIn = 0;         // bytes handed to write()

@@ -97,7 +97,9 @@ class Loop {
   uv_idle_t deferWake_{};   // active while deferred work waits, so the loop does not block
   std::deque<std::function<void()>> deferred_;
 
-  static constexpr size_t kReadBufferBytes = 64 * 1024;
+  // A flooding container's pipe is read in chunks this big: each chunk costs a loop wake-up, a
+  // batch and a hand-over to the log write thread, whatever its size.
+  static constexpr size_t kReadBufferBytes = 256 * 1024;
   char* readBuffer_ = nullptr;
 
   uint64_t stallThresholdNs_ = 50'000'000;

@@ -25,6 +25,11 @@ bool makePipe(UniqueFd& readEnd, UniqueFd& writeEnd, const char* what, std::stri
   return true;
 }
 
+// Output pipes hold up to 1 MiB (the unprivileged ceiling, fs.pipe-max-size): a flooding
+// container then wakes the loop for big chunks, not for every 64 KiB. Pages are only taken while
+// they hold output. Best effort: the default 64 KiB works too.
+constexpr int kOutputPipeBytes = 1 << 20;
+
 constexpr LogStream kStreams[2] = {LogStream::kStdout, LogStream::kStderr};
 
 }  // namespace
@@ -39,6 +44,8 @@ std::unique_ptr<ContainerIo> ContainerIo::create(loop::Loop& loop,
       !makePipe(errRead, io->stderrWrite_, "stderr", error)) {
     return nullptr;
   }
+  (void)::fcntl(outRead.get(), F_SETPIPE_SZ, kOutputPipeBytes);
+  (void)::fcntl(errRead.get(), F_SETPIPE_SZ, kOutputPipeBytes);
   if (mode.stdin && !makePipe(io->stdinRead_, io->stdinWrite_, "stdin", error)) return nullptr;
   if (!io->adoptOutput(std::move(outRead), std::move(errRead), {}, error).isOk()) return nullptr;
   return io;

@@ -47,7 +47,7 @@ class ContainerIo {
  public:
   // What one container's output may cost the loop per turn: a container flooding its stdout
   // gets this much handled, then waits for the next turn, behind RPCs and other containers.
-  static constexpr size_t kMaxBytesPerTurn = 128 * 1024;
+  static constexpr size_t kMaxBytesPerTurn = 256 * 1024;
 
   // Pipes for a container about to be created (for a tty: only the mode; the terminal comes
   // with attachTerminal()). `writer` may be null (no log path).
