@@ -64,6 +64,16 @@ std::string readPositive(const TomlValue& value, std::string_view key, const std
   return {};
 }
 
+std::string readBool(const TomlValue& value, std::string_view key, const std::string& path,
+                     bool& out) {
+  if (value.kind != TomlValue::Kind::kBoolean) {
+    return fmt::format("{}: '{}' must be true or false, not a {}", where(value, path), key,
+                       value.kindName());
+  }
+  out = value.boolean;
+  return {};
+}
+
 std::string readCount(const TomlValue& value, std::string_view key, const std::string& path,
                       uint64_t& out) {
   if (value.kind != TomlValue::Kind::kInteger) {
@@ -175,6 +185,8 @@ std::string parseConfig(const std::string& text, const std::string& path, Config
       error = readCount(value, name, path, out.containerLogRateBytesPerSecond);
     } else if (name == "container_log_rate_burst_bytes") {
       error = readCount(value, name, path, out.containerLogRateBurstBytes);
+    } else if (name == "container_log_journal") {
+      error = readBool(value, name, path, out.containerLogJournal);
     } else {
       error = fmt::format("{}: unknown key '{}'", where(value, path), name);
     }
@@ -217,6 +229,7 @@ nlohmann::json configToJson(const Config& config) {
       {"containerLogSizeMax", config.containerLogSizeMax},
       {"containerLogRateBytesPerSecond", config.containerLogRateBytesPerSecond},
       {"containerLogRateBurstBytes", config.containerLogRateBurstBytes},
+      {"containerLogJournal", config.containerLogJournal},
   };
 }
 
@@ -231,13 +244,14 @@ std::string configToToml(const Config& config) {
       "shutdown_grace_ms = {}\noci_runtime = {}\nregistries_conf = {}\npinned_images = [{}]\n"
       "max_concurrent_downloads = {}\npull_progress_timeout_ms = {}\n"
       "container_log_max_line_bytes = {}\ncontainer_log_size_max = {}\n"
-      "container_log_rate_bytes_per_second = {}\ncontainer_log_rate_burst_bytes = {}\n",
+      "container_log_rate_bytes_per_second = {}\ncontainer_log_rate_burst_bytes = {}\n"
+      "container_log_journal = {}\n",
       tomlQuote(config.root), tomlQuote(config.runRoot), tomlQuote(config.listenPath()),
       tomlQuote(config.logLevel), config.stallThresholdMs, config.shutdownGraceMs,
       tomlQuote(config.ociRuntime), tomlQuote(config.registriesConf), pinned,
       config.maxConcurrentDownloads, config.pullProgressTimeoutMs, config.containerLogMaxLineBytes,
       config.containerLogSizeMax, config.containerLogRateBytesPerSecond,
-      config.containerLogRateBurstBytes);
+      config.containerLogRateBurstBytes, config.containerLogJournal ? "true" : "false");
 }
 
 }  // namespace monocri::daemon

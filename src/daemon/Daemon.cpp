@@ -129,6 +129,7 @@ int Daemon::run() {
   containerOptions.log.maxFileBytes = config_.containerLogSizeMax;
   containerOptions.log.rateBytesPerSecond = config_.containerLogRateBytesPerSecond;
   containerOptions.log.rateBurstBytes = config_.containerLogRateBurstBytes;
+  containerOptions.logJournal = config_.containerLogJournal;
   {
     std::string error;
     logWrites_ = logging::LogWriteThread::start(loop_, error);

@@ -401,7 +401,7 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
                 std::filesystem::create_directories(std::filesystem::path(c.logPath).parent_path());
                 writer = logging::LogWriter::open(loop_, c.logPath, logOptions, error);
                 if (!writer) return failCreate(id, Status(StatusCode::kInternal, error));
-                if (!c.config.tty()) {
+                if (options_.logJournal && !c.config.tty()) {
                   // A pty cannot be spliced: a tty container's log has no journal.
                   auto journal = logging::LogJournal::create(logJournalDir(id), c.logPath, error);
                   if (!journal) return failCreate(id, Status(StatusCode::kInternal, error));

@@ -69,6 +69,9 @@ struct Container {
 struct ContainerManagerOptions {
   std::string stateRoot, runRoot;
   logging::LogWriterOptions log;
+  // Logs of new non-tty containers go through a journal (LogJournal.h); a journal made before
+  // is taken up after a restart either way.
+  bool logJournal = true;
   oci::HostLimits host;
   std::vector<std::pair<int, std::pair<uint64_t, uint64_t>>> defaultRlimits;
   std::string seccompProfileRoot;

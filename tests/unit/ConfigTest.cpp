@@ -163,6 +163,7 @@ TEST_F(ConfigTest, ShippedConfigFileStatesTheDefaults) {
   EXPECT_EQ(shipped.containerLogSizeMax, defaults.containerLogSizeMax);
   EXPECT_EQ(shipped.containerLogRateBytesPerSecond, defaults.containerLogRateBytesPerSecond);
   EXPECT_EQ(shipped.containerLogRateBurstBytes, defaults.containerLogRateBurstBytes);
+  EXPECT_EQ(shipped.containerLogJournal, defaults.containerLogJournal);
 }
 
 TEST_F(ConfigTest, ContainerLogKeys) {
@@ -188,6 +189,11 @@ TEST_F(ConfigTest, ContainerLogKeys) {
             std::string::npos);
   EXPECT_NE(parseConfig("container_log_rate_bytes_per_second = 1099511627777\n", "t", config)
                 .find("at most 2^40"),
+            std::string::npos);
+  EXPECT_TRUE(config.containerLogJournal);
+  ASSERT_EQ(parseConfig("container_log_journal = false\n", "t", config), "");
+  EXPECT_FALSE(config.containerLogJournal);
+  EXPECT_NE(parseConfig("container_log_journal = 1\n", "t", config).find("must be true or false"),
             std::string::npos);
 }
 
