@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <iostream>
+#include <optional>
 
 #include "api.pb.h"
 #include "logging/LogDecoder.h"
@@ -21,6 +23,8 @@ using Json = nlohmann::ordered_json;
 namespace {
 
 constexpr std::string_view kRuntimeService = "/runtime.v1.RuntimeService/";
+// How long `logs -f` goes on reading after it saw the container stopped.
+constexpr std::chrono::milliseconds kExitGrace{500};
 
 std::string method(std::string_view name) {
   return std::string(kRuntimeService) + std::string(name);
@@ -57,6 +61,35 @@ grpc::Status resolveContainer(const Options& options, const std::string& prefix,
   }
   id = response.containers(0).id();
   return grpc::Status::ok();
+}
+
+// As crictl (kubelet's log reader): following ends once the container is not running. Its
+// last output may reach the file just after its exit is reported (the daemon drains the pipes
+// after the exit), so the reading goes on for kExitGrace after the exit was seen. A daemon
+// that does not answer (restarting) does not end it: the file is read without the daemon.
+std::function<bool()> followWhileRunning(const Options& options, const std::string& id,
+                                         const logging::LogReadOptions& read) {
+  using Clock = std::chrono::steady_clock;
+  const auto askEvery = std::chrono::milliseconds(read.pollIntervalMs);
+  struct Watch {
+    Clock::time_point lastAsked{};
+    std::optional<Clock::time_point> exitSeen;
+  };
+  return [&options, id, askEvery, watch = Watch{}]() mutable {
+    const Clock::time_point now = Clock::now();
+    if (watch.exitSeen) return now - *watch.exitSeen < kExitGrace;
+    if (now - watch.lastAsked < askEvery) return true;
+    watch.lastAsked = now;
+    v1::ContainerStatusRequest request;
+    request.set_container_id(id);
+    v1::ContainerStatusResponse response;
+    const grpc::Status s = callRuntime(options, method("ContainerStatus"), request, response);
+    if ((s.isOk() && response.status().state() != v1::CONTAINER_RUNNING) ||
+        s.code() == grpc::StatusCode::kNotFound) {
+      watch.exitSeen = now;
+    }
+    return true;
+  };
 }
 
 }  // namespace
@@ -300,7 +333,8 @@ int runLogs(const Options& options, const LogsOptions& logs) {
     if (logs.follow) (line.stream == logging::LogStream::kStdout ? std::cout : std::cerr).flush();
     return true;
   };
-  status = logs.follow ? reader->follow(sink, [] { return true; }) : reader->readAvailable(sink);
+  status = logs.follow ? reader->follow(sink, followWhileRunning(options, id, read))
+                       : reader->readAvailable(sink);
   std::cout.flush();
   if (!status.isOk()) return fail(options, "logs", status);
   return 0;

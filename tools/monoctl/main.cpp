@@ -288,7 +288,8 @@ int main(int argc, char** argv) {
                                          "to stderr)");
   logsCommand->add_option("container", logs.container, "Container id (or unique prefix)")
       ->required();
-  logsCommand->add_flag("-f,--follow", logs.follow, "Follow, across kubelet's rotations");
+  logsCommand->add_flag("-f,--follow", logs.follow,
+                        "Follow, across kubelet's rotations, while the container runs");
   logsCommand->add_flag("--timestamps", logs.timestamps, "Show each line's time");
   logsCommand->add_option("--tail", logs.tail, "The last N lines");
   logsCommand->add_option("--since", logs.since, "Lines from this RFC 3339 time on");
