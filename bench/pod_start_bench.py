@@ -116,14 +116,15 @@ class BenchDaemon(Daemon):
         return cmd
 
 
-def start_daemon(workdir, registry, log_level, keeper=False):
-    """A daemon with the busybox image pulled; returns it with .image set."""
+def start_daemon(workdir, registry, log_level, keeper=False, config=None):
+    """A daemon with the busybox image pulled; returns it with .image set. `config`: the text of
+    a config file for it."""
     conf = os.path.join(workdir, "registries.conf")
     os.makedirs(workdir, exist_ok=True)
     with open(conf, "w") as f:
         f.write(f'[[registry]]\nlocation = "{registry.address}"\ninsecure = true\n')
     daemon = BenchDaemon(os.path.join(workdir, "d"), args=["--registries-conf", conf],
-                         log_level=log_level, keeper=keeper).start()
+                         log_level=log_level, keeper=keeper, config=config).start()
     daemon.image = f"{registry.address}/bench/busybox:1"
     with daemon.channel() as channel:
         unary(channel, IMAGE + "PullImage",
