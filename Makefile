@@ -74,6 +74,8 @@ bench: deps build
 	tests/harness/in-namespace /usr/bin/python3 bench/image_pull_bench.py
 	tests/harness/in-namespace /usr/bin/python3 bench/pod_start_bench.py
 	tests/harness/in-namespace /usr/bin/python3 bench/density_bench.py --counts 100,500
+	tests/harness/in-namespace /usr/bin/python3 bench/log_throughput_bench.py
+	tests/harness/in-namespace /usr/bin/python3 bench/log_throughput_bench.py --journal off
 
 install: build
 	install -D -s -m 0755 build/bin/monocri $(DESTDIR)$(PREFIX)/bin/monocri
