@@ -61,7 +61,8 @@ class LogWriteThreadTest : public ::testing::Test {
   }
   // Runs the loop until every queued write is back (not waiting for the flush timers).
   void runUntilWritten() {
-    while (thread_->stats().queuedBatches != 0) uv_run(loop_.raw(), UV_RUN_ONCE);
+    while (thread_->stats().queuedBatches != 0)
+      uv_run(loop_.raw(), UV_RUN_ONCE);
   }
 
   TempDir dir_;
@@ -111,7 +112,8 @@ TEST_F(LogWriteThreadTest, ABacklogIsReportedAndClearedOnceTheThreadCaughtUp) {
   EXPECT_FALSE(writer->backlogged());
   EXPECT_EQ(cleared, 1);
   std::string sent;
-  for (int i = 0; i < reads; ++i) sent += read + "\n";
+  for (int i = 0; i < reads; ++i)
+    sent += read + "\n";
   EXPECT_EQ(streamBytes(strictRecords(readFile(path_)), LogStream::kStdout), sent);
 }
 
