@@ -191,6 +191,14 @@ class ConmonPeer:
 
     def start(self, container_id):
         """conmon + runc create, then runc start; returns the container's pid."""
+        pid, _ = self.create(container_id)
+        subprocess.run(self.runc("start", container_id), check=True, capture_output=True,
+                       timeout=CALL_TIMEOUT)
+        return pid
+
+    def create(self, container_id, log_path=None):
+        """conmon + runc create; returns (the container's pid, conmon's pid or None). `log_path`:
+        conmon's --log-path (default: a file under the peer's base)."""
         bundle = os.path.join(self.base, "b", container_id)
         os.makedirs(bundle)
         spec = peer_spec(self.template, self.rootfs, bundle, container_id,
@@ -203,7 +211,8 @@ class ConmonPeer:
                    "--name", container_id, "--runtime", RUNC, "--bundle", bundle,
                    "--container-pidfile", os.path.join(bundle, "pid"),
                    "--conmon-pidfile", conmon_pidfile,
-                   "--log-path", os.path.join(self.base, "l", container_id + ".log"),
+                   "--log-path",
+                   log_path or os.path.join(self.base, "l", container_id + ".log"),
                    "--exit-dir", os.path.join(self.base, "e"),
                    "--socket-dir-path", os.path.join(self.base, "s"),
                    "--persist-dir", bundle, "--log-level", "info",
@@ -231,9 +240,7 @@ class ConmonPeer:
         report = json.loads(message or b"{}")
         if report.get("pid", -1) <= 0:
             raise RuntimeError(f"conmon {container_id}: create failed: {report or 'no answer'}")
-        subprocess.run(self.runc("start", container_id), check=True, capture_output=True,
-                       timeout=CALL_TIMEOUT)
-        return report["pid"]
+        return report["pid"], conmon_pid
 
     def conmon_pids(self):
         return [pid for _, pid in self.containers if pid is not None]

@@ -46,7 +46,7 @@ sys.path.insert(0, HERE)
 from density_bench import CONMON, ConmonPeer, is_conmon, log_problems  # noqa: E402
 from pod_start_bench import (  # noqa: E402
     CALL_TIMEOUT, RUNC, RUNTIME, Registry, api_pb2, clean_up_after_daemon, cpu_seconds,
-    daemon_pid_of, peer_spec, pod_config, proc_stat_fields, push_busybox, remove_all_pods,
+    daemon_pid_of, pod_config, proc_stat_fields, push_busybox, remove_all_pods,
     remove_cgroups, start_daemon, unary, user_cpu_seconds)
 from monocri_harness import status_kib_of  # noqa: E402
 
@@ -399,45 +399,10 @@ class ConmonLogPeer(ConmonPeer):
 
     def create(self, container_id):
         """conmon + `runc create`; returns (conmon's pid, the log's path)."""
-        bundle = os.path.join(self.base, "b", container_id)
-        os.makedirs(bundle)
-        spec = peer_spec(self.template, self.rootfs, bundle, container_id,
-                         f"{self.cgroup_parent}/{container_id}")
-        with open(os.path.join(bundle, "config.json"), "w") as f:
-            json.dump(spec, f)
         log_path = os.path.join(self.log_dir, container_id + ".log")
-        conmon_pidfile = os.path.join(bundle, "conmon.pid")
-        sync_read, sync_write = os.pipe()
-        command = [CONMON, "--cid", container_id, "--cuuid", container_id,
-                   "--name", container_id, "--runtime", RUNC, "--bundle", bundle,
-                   "--container-pidfile", os.path.join(bundle, "pid"),
-                   "--conmon-pidfile", conmon_pidfile, "--log-path", f"k8s-file:{log_path}",
-                   "--exit-dir", os.path.join(self.base, "e"),
-                   "--socket-dir-path", os.path.join(self.base, "s"),
-                   "--persist-dir", bundle, "--log-level", "info",
-                   "--runtime-arg", f"--root={self.runc_root}"]
-        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-               "_OCI_SYNCPIPE": str(sync_write)}
-        try:
-            launcher = subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        pass_fds=(sync_write,), env=env, cwd=bundle)
-        finally:
-            os.close(sync_write)
-        try:
-            launcher.wait(timeout=CALL_TIMEOUT)
-            with os.fdopen(sync_read, "rb", closefd=False) as pipe:
-                message = pipe.readline()  # once runc create is done, or EOF if conmon died
-        finally:
-            os.close(sync_read)
-        conmon_pid = None
-        if os.path.exists(conmon_pidfile):
-            with open(conmon_pidfile) as f:
-                conmon_pid = int(f.read())
-        self.containers.append((container_id, conmon_pid))
-        report = json.loads(message or b"{}")
-        if report.get("pid", -1) <= 0 or conmon_pid is None:
-            raise RuntimeError(f"conmon {container_id}: create failed: {report or 'no answer'}")
+        _, conmon_pid = super().create(container_id, log_path=f"k8s-file:{log_path}")
+        if conmon_pid is None:
+            raise RuntimeError(f"conmon {container_id}: no pid file after create")
         return conmon_pid, log_path
 
     def exit_code(self, container_id):
