@@ -283,15 +283,8 @@ grpc::Status LogWriter::reopen() {
   file_ = std::make_shared<state::UniqueFd>(std::move(fd));
   ++fileGeneration_;
   if (options_.maxFileBytes != 0) fileBytes_ = sizeOfLogFile(file_->get());
-  if (journal_) {
-    // The state is about the new file from now on (after what is queued for the old one).
-    const JournalCommit commit = journalCommit();
-    if (options_.writeThread != nullptr) {
-      options_.writeThread->submit(file_, nullptr, nullptr, commit);
-    } else {
-      journal_->commit(file_->get(), commit.offsets, commit.continued);
-    }
-  }
+  // The state is about the new file from now on (after what is queued for the old one).
+  if (journal_) commitJournalAlone();
   sizeLimitReached_ = false;
   return grpc::Status::ok();
 }
@@ -429,19 +422,10 @@ RecordBatch& LogWriter::openBatch() {
 void LogWriter::closeBatch(RecordBatch& batch) {
   if (!batch.empty()) {
     writeBatch(batch);
-  } else if (journal_) {
+  } else if (journal_ && uncommittedBytes() >= kBacklogHighBytes) {
     // Output the limits dropped moves the offsets without a record: committed now and then,
     // so that the spool of a container flooding past its cap is given back too.
-    const JournalCommit commit = journalCommit();
-    if (commit.offsets[0] - committedOffsets_[0] + commit.offsets[1] - committedOffsets_[1] >=
-        kBacklogHighBytes) {
-      committedOffsets_ = commit.offsets;
-      if (options_.writeThread != nullptr) {
-        options_.writeThread->submit(file_, nullptr, nullptr, commit);
-      } else {
-        journal_->commit(file_->get(), commit.offsets, commit.continued);
-      }
-    }
+    commitJournalAlone();
   }
   // An idle writer holds no batch memory.
   if (batch_) options_.writeThread->giveBack(std::move(batch_));
@@ -457,22 +441,39 @@ void LogWriter::writeBatch(RecordBatch& batch) {
   const ssize_t result = batch.writeTo(file_->get());
   if (result >= 0) fileBytes_ += static_cast<uint64_t>(result);
   if (journal_) {
-    const JournalCommit commit = journalCommit();
-    committedOffsets_ = commit.offsets;
+    const JournalCommit commit = nextJournalCommit();
     journal_->commit(file_->get(), commit.offsets, commit.continued);
   }
   countWrite(result, records, contentBytes);
 }
 
-JournalCommit LogWriter::journalCommit() const {
+uint64_t LogWriter::journalOffset(size_t stream) const {
+  // The unfinished line is not in the log: it is taken up from the spool after a crash.
+  return streamOffsets_[stream] - pending_[stream].bytes.size();
+}
+
+uint64_t LogWriter::uncommittedBytes() const {
+  return journalOffset(0) - committedOffsets_[0] + journalOffset(1) - committedOffsets_[1];
+}
+
+JournalCommit LogWriter::nextJournalCommit() {
   JournalCommit commit;
   commit.journal = journal_;
   for (size_t s = 0; s < 2; ++s) {
-    // The unfinished line is not in the log: it is taken up from the spool after a crash.
-    commit.offsets[s] = streamOffsets_[s] - pending_[s].bytes.size();
+    commit.offsets[s] = journalOffset(s);
     commit.continued[s] = pending_[s].continued;
   }
+  committedOffsets_ = commit.offsets;
   return commit;
+}
+
+void LogWriter::commitJournalAlone() {
+  JournalCommit commit = nextJournalCommit();
+  if (options_.writeThread != nullptr) {
+    options_.writeThread->submit(file_, nullptr, nullptr, std::move(commit));
+  } else {
+    journal_->commit(file_->get(), commit.offsets, commit.continued);
+  }
 }
 
 void LogWriter::attachJournal(std::shared_ptr<LogJournal> journal, const LogJournalState& from) {
@@ -496,10 +497,7 @@ void LogWriter::submitBatch(RecordBatch& batch) {
   queuedBytes_ += bytes;
   if (queuedBytes_ >= kBacklogHighBytes) backlogged_ = true;
   JournalCommit commit;
-  if (journal_) {
-    commit = journalCommit();
-    committedOffsets_ = commit.offsets;
-  }
+  if (journal_) commit = nextJournalCommit();
   thread.submit(
       file_, std::move(full),
       [this, watch = lifetime_.watch(), generation = fileGeneration_, records, contentBytes,

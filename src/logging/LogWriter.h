@@ -203,8 +203,15 @@ class LogWriter {
   void writeBatch(RecordBatch& batch);
   void submitBatch(RecordBatch& batch);
   void countWrite(ssize_t result, uint64_t records, uint64_t contentBytes);
-  // Where the journal stands once what was handed over so far is written.
-  JournalCommit journalCommit() const;
+  // A stream's spool offset up to which everything handed over is in records or dropped.
+  uint64_t journalOffset(size_t stream) const;
+  // Spool bytes past the offsets last committed (both streams).
+  uint64_t uncommittedBytes() const;
+  // Where the journal stands once what was handed over so far is written; remembered as the
+  // offsets last committed.
+  JournalCommit nextJournalCommit();
+  // A commit without records (dropped output, a reopen), after whatever is queued.
+  void commitJournalAlone();
 
   loop::Loop& loop_;
   std::string path_;
