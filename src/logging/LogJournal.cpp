@@ -90,6 +90,22 @@ bool readAt(int fd, std::string& out, size_t size, uint64_t offset) {
 
 }  // namespace
 
+std::shared_ptr<LogJournal> LogJournal::openFiles(const std::string& dir, int extraFlags,
+                                                  std::string& error) {
+  std::array<state::UniqueFd, 3> files;
+  const char* names[3] = {kSpoolNames[0], kSpoolNames[1], "state"};
+  for (size_t i = 0; i < 3; ++i) {
+    const std::string path = dir + "/" + names[i];
+    files[i].reset(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | extraFlags, 0600));
+    if (!files[i].valid()) {
+      error = errnoText("log journal " + path);
+      return nullptr;
+    }
+  }
+  return std::shared_ptr<LogJournal>(
+      new LogJournal(dir, std::move(files[2]), std::move(files[0]), std::move(files[1])));
+}
+
 LogJournal::LogJournal(std::string dir, state::UniqueFd stateFd, state::UniqueFd stdoutSpool,
                        state::UniqueFd stderrSpool)
     : dir_(std::move(dir)), stateFd_(std::move(stateFd)) {
@@ -105,23 +121,13 @@ std::shared_ptr<LogJournal> LogJournal::create(const std::string& dir, const std
     error = errnoText("log journal " + dir);
     return nullptr;
   }
-  std::array<state::UniqueFd, 3> files;
-  const char* names[3] = {kSpoolNames[0], kSpoolNames[1], "state"};
-  for (size_t i = 0; i < 3; ++i) {
-    const std::string path = dir + "/" + names[i];
-    files[i].reset(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!files[i].valid()) {
-      error = errnoText("log journal " + path);
-      return nullptr;
-    }
-  }
+  std::shared_ptr<LogJournal> journal = openFiles(dir, O_CREAT | O_TRUNC, error);
+  if (!journal) return nullptr;
   struct stat log {};
   if (::stat(logPath.c_str(), &log) != 0) {
     error = errnoText("log journal: container log " + logPath);
     return nullptr;
   }
-  std::shared_ptr<LogJournal> journal(
-      new LogJournal(dir, std::move(files[2]), std::move(files[0]), std::move(files[1])));
   LogJournalState first;
   first.logInode = log.st_ino;
   first.logSize = static_cast<uint64_t>(log.st_size);
@@ -131,25 +137,16 @@ std::shared_ptr<LogJournal> LogJournal::create(const std::string& dir, const std
 
 std::shared_ptr<LogJournal> LogJournal::recover(const std::string& dir, const std::string& logPath,
                                                 LogJournalRecovery& found, std::string& error) {
-  std::array<state::UniqueFd, 3> files;
-  const char* names[3] = {kSpoolNames[0], kSpoolNames[1], "state"};
-  for (size_t i = 0; i < 3; ++i) {
-    const std::string path = dir + "/" + names[i];
-    files[i].reset(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
-    if (!files[i].valid()) {
-      error = errnoText("log journal " + path);
-      return nullptr;
-    }
-  }
+  std::shared_ptr<LogJournal> journal = openFiles(dir, 0, error);
+  if (!journal) return nullptr;
   unsigned char stored[kStateBytes];
   LogJournalState state;
-  if (::pread(files[2].get(), stored, kStateBytes, 0) != static_cast<ssize_t>(kStateBytes) ||
+  if (::pread(journal->stateFd_.get(), stored, kStateBytes, 0) !=
+          static_cast<ssize_t>(kStateBytes) ||
       !decodeState(stored, state)) {
     error = "log journal " + dir + "/state: not a state this daemon wrote";
     return nullptr;
   }
-  std::shared_ptr<LogJournal> journal(
-      new LogJournal(dir, std::move(files[2]), std::move(files[0]), std::move(files[1])));
   found = {};
   for (size_t s = 0; s < 2; ++s) {
     struct stat spool {};

@@ -79,6 +79,9 @@ class LogJournal {
   static void removeFiles(const std::string& dir);
 
  private:
+  // Opens the spools and the state in `dir` (O_RDWR, plus `extraFlags`).
+  static std::shared_ptr<LogJournal> openFiles(const std::string& dir, int extraFlags,
+                                               std::string& error);
   LogJournal(std::string dir, state::UniqueFd stateFd, state::UniqueFd stdoutSpool,
              state::UniqueFd stderrSpool);
   bool store(const LogJournalState& state, std::string* error);

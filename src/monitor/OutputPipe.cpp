@@ -50,18 +50,8 @@ void OutputPipe::resume() {
 
 void OutputPipe::onReadable() {
   const uv_buf_t buffer = loop_.readBuffer();
-  ssize_t n = -1;
-  if (spoolFd_ >= 0) {
-    n = spliceChunk(buffer.base, buffer.len);
-  } else {
-    do {
-      n = ::read(pipe_.get(), buffer.base, buffer.len);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0 && errno != EAGAIN) {
-      spdlog::warn("reading the container's {}: {}", label_, std::strerror(errno));
-      n = 0;
-    }
-  }
+  const ssize_t n =
+      spoolFd_ >= 0 ? spliceChunk(buffer.base, buffer.len) : readChunk(buffer.base, buffer.len);
   if (n > 0) {
     onData_(std::string_view(buffer.base, static_cast<size_t>(n)));
   } else if (n == 0) {
@@ -83,12 +73,7 @@ ssize_t OutputPipe::spliceChunk(char* buffer, size_t size) {
     spdlog::warn("container {}: moving output into its spool: {}; reading it directly from now on",
                  label_, std::strerror(errno));
     spoolFd_ = -1;
-    ssize_t n;
-    do {
-      n = ::read(pipe_.get(), buffer, size);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) return errno == EAGAIN ? -1 : 0;
-    return n;
+    return readChunk(buffer, size);
   }
   // Read back what was just stored (from the page cache).
   size_t got = 0;
@@ -105,6 +90,17 @@ ssize_t OutputPipe::spliceChunk(char* buffer, size_t size) {
   }
   spoolEnd_ += static_cast<uint64_t>(moved);
   return static_cast<ssize_t>(got);
+}
+
+ssize_t OutputPipe::readChunk(char* buffer, size_t size) {
+  ssize_t n;
+  do {
+    n = ::read(pipe_.get(), buffer, size);
+  } while (n < 0 && errno == EINTR);
+  if (n >= 0) return n;
+  if (errno == EAGAIN) return -1;
+  spdlog::warn("reading the container's {}: {}", label_, std::strerror(errno));
+  return 0;  // taken as its end
 }
 
 void OutputPipe::end() {

@@ -52,6 +52,8 @@ class OutputPipe {
   // Moves what the pipe holds into the spool and reads it back; the bytes read, 0 at the end,
   // -1 when the pipe is empty for now.
   ssize_t spliceChunk(char* buffer, size_t size);
+  // The same with read(2), without a spool.
+  ssize_t readChunk(char* buffer, size_t size);
   void end();
 
   loop::Loop& loop_;
