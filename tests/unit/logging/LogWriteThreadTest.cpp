@@ -5,8 +5,6 @@
 #include "logging/LogWriteThread.h"
 
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -199,16 +197,11 @@ TEST_F(LogWriteThreadTest, AFailedWriteOnTheThreadIsCountedAndUndone) {
   std::string burst;
   for (int i = 0; i < 100; ++i)
     burst += std::string(79, static_cast<char>('a' + i % 26)) + "\n";
-  rlimit saved{};
-  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
-  auto previous = signal(SIGXFSZ, SIG_IGN);
-  rlimit limited = saved;
-  limited.rlim_cur = 4096;
-  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &limited), 0);
-  writer->write(LogStream::kStdout, burst);
-  runUntilWritten();
-  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &saved), 0);
-  signal(SIGXFSZ, previous);
+  {
+    testing::FileSizeLimit limit(4096);
+    writer->write(LogStream::kStdout, burst);
+    runUntilWritten();
+  }
   EXPECT_EQ(writer->stats().writeErrors, 1u);
   EXPECT_EQ(writer->stats().bytesDropped, 7900u);
   EXPECT_EQ(writer->stats().lastError, "write " + path_ + ": File too large");

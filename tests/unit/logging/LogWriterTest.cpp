@@ -5,8 +5,6 @@
 
 #include <dlfcn.h>
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -498,15 +496,11 @@ TEST_F(LogWriterTest, AFileSizeLimitCutsTheFileBackToWholeRecords) {
   std::string burst;
   for (int i = 0; i < 100; ++i)
     burst += std::string(79, static_cast<char>('a' + i % 26)) + "\n";
-  rlimit saved{};
-  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
-  auto previous = signal(SIGXFSZ, SIG_IGN);
-  rlimit limited = saved;
-  limited.rlim_cur = 4096;  // the burst's writev stops short at 4096, the next one fails
-  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &limited), 0);
-  writer->write(LogStream::kStdout, burst);
-  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &saved), 0);
-  signal(SIGXFSZ, previous);
+  {
+    // The burst's writev stops short at 4096, the next one fails.
+    testing::FileSizeLimit limit(4096);
+    writer->write(LogStream::kStdout, burst);
+  }
 
   EXPECT_EQ(writer->stats().writeErrors, 1u);
   EXPECT_EQ(writer->stats().bytesDropped, 7900u);
