@@ -310,7 +310,7 @@ bool LogWriter::addRecord(RecordBatch& batch, LogStream stream, bool partial, st
   batch.endRecord();
   line.bytes.clear();  // its capacity is kept while output flows (see releaseIdleMemory)
   line.continued = partial;
-  // With a journal a batch ends only where write() does: its commit names a spool offset.
+  // With a journal a batch ends only where write() does: its commit names a stream offset.
   if (batch.full() && !journal_) writeBatch(batch);
   return true;
 }
@@ -422,9 +422,10 @@ RecordBatch& LogWriter::openBatch() {
 void LogWriter::closeBatch(RecordBatch& batch) {
   if (!batch.empty()) {
     writeBatch(batch);
-  } else if (journal_ && uncommittedBytes() >= kBacklogHighBytes) {
-    // Output the limits dropped moves the offsets without a record: committed now and then,
-    // so that the spool of a container flooding past its cap is given back too.
+  } else if (journal_ && uncommittedBytes() >= kJournalDropCommitBytes) {
+    // Output the limits dropped moves the offsets without a record. It stays in the container's
+    // pipe until a commit consumes it: soon, or a container flooding past its cap would fill
+    // its pipe with it and block.
     commitJournalAlone();
   }
   // An idle writer holds no batch memory.
@@ -448,7 +449,7 @@ void LogWriter::writeBatch(RecordBatch& batch) {
 }
 
 uint64_t LogWriter::journalOffset(size_t stream) const {
-  // The unfinished line is not in the log: it is taken up from the spool after a crash.
+  // The unfinished line is not in the log: it stays in the container's pipe.
   return streamOffsets_[stream] - pending_[stream].bytes.size();
 }
 

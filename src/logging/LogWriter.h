@@ -120,11 +120,14 @@ class LogWriter {
   void whenWritten(std::function<void()> done);
 
   // Makes the log lossless across a daemon crash (LogJournal.h): write() is then given the
-  // journal's spool bytes in order, and each batch commits how far each stream's spool is in the
-  // log. `from` is where the journal stands (zero offsets for a new one; what recover() found);
-  // the caller then replays the spools from those offsets through write().
+  // container's output as the journal peeks at it, and each batch commits how far each stream
+  // is in the log, which consumes those bytes from the container's pipe. `from` is where the
+  // journal stands (zero offsets for a new one; what recover() found); reading takes up there.
   void attachJournal(std::shared_ptr<LogJournal> journal, const LogJournalState& from);
   const std::shared_ptr<LogJournal>& journal() const { return journal_; }
+  // With a journal: the stream's bytes handed to write() so far, counted from the container's
+  // start (where the journal stood when attached, plus what came since).
+  uint64_t streamOffset(size_t stream) const { return streamOffsets_[stream]; }
 
   // Batches queued on the write thread and not written yet take this many bytes or more: the
   // caller should stop handing output over (stop reading the container) until the listener
@@ -134,6 +137,8 @@ class LogWriter {
   void setBacklogListener(std::function<void()> cleared) { backlogCleared_ = std::move(cleared); }
   static constexpr uint64_t kBacklogHighBytes = 512 * 1024;
   static constexpr uint64_t kBacklogLowBytes = 128 * 1024;
+  // With a journal, output dropped by a limit is committed (consumed) once this much waits.
+  static constexpr uint64_t kJournalDropCommitBytes = 16 * 1024;
 
   struct Stats {
     uint64_t bytesIn = 0;         // bytes handed to write()
@@ -203,9 +208,9 @@ class LogWriter {
   void writeBatch(RecordBatch& batch);
   void submitBatch(RecordBatch& batch);
   void countWrite(ssize_t result, uint64_t records, uint64_t contentBytes);
-  // A stream's spool offset up to which everything handed over is in records or dropped.
+  // A stream's offset up to which everything handed over is in records or dropped.
   uint64_t journalOffset(size_t stream) const;
-  // Spool bytes past the offsets last committed (both streams).
+  // Bytes past the offsets last committed (both streams).
   uint64_t uncommittedBytes() const;
   // Where the journal stands once what was handed over so far is written; remembered as the
   // offsets last committed.
@@ -240,7 +245,7 @@ class LogWriter {
   std::function<void()> backlogCleared_;
   loop::LifetimeGuard lifetime_;  // results of queued batches arriving after the writer is gone
 
-  // With a journal: spool bytes handed to write(), per stream, and the offsets last committed.
+  // With a journal: stream bytes handed to write(), per stream, and the offsets last committed.
   std::shared_ptr<LogJournal> journal_;
   std::array<uint64_t, 2> streamOffsets_{};
   std::array<uint64_t, 2> committedOffsets_{};

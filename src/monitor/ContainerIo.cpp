@@ -47,14 +47,13 @@ std::unique_ptr<ContainerIo> ContainerIo::create(loop::Loop& loop,
   (void)::fcntl(outRead.get(), F_SETPIPE_SZ, kOutputPipeBytes);
   (void)::fcntl(errRead.get(), F_SETPIPE_SZ, kOutputPipeBytes);
   if (mode.stdin && !makePipe(io->stdinRead_, io->stdinWrite_, "stdin", error)) return nullptr;
-  if (!io->adoptOutput(std::move(outRead), std::move(errRead), {}, error).isOk()) return nullptr;
+  if (!io->adoptOutput(std::move(outRead), std::move(errRead), error).isOk()) return nullptr;
   return io;
 }
 
 std::unique_ptr<ContainerIo> ContainerIo::adopt(loop::Loop& loop,
                                                 std::unique_ptr<logging::LogWriter> writer,
-                                                ContainerIoFds fds, const SpoolReplay& replay,
-                                                std::string& error) {
+                                                ContainerIoFds fds, std::string& error) {
   ContainerIoMode mode;
   mode.tty = fds.terminal.valid();
   mode.stdin = fds.stdinWrite.valid() || mode.tty;
@@ -68,45 +67,21 @@ std::unique_ptr<ContainerIo> ContainerIo::adopt(loop::Loop& loop,
     return nullptr;
   }
   io->stdinWrite_ = std::move(fds.stdinWrite);
-  if (!io->adoptOutput(std::move(fds.stdoutRead), std::move(fds.stderrRead), replay, error)
-           .isOk()) {
+  if (!io->adoptOutput(std::move(fds.stdoutRead), std::move(fds.stderrRead), error).isOk()) {
     return nullptr;
   }
   return io;
 }
 
-grpc::Status ContainerIo::adoptOutput(UniqueFd stdoutFd, UniqueFd stderrFd,
-                                      const SpoolReplay& replay, std::string& error) {
-  const logging::LogJournal* journal = writer_ ? writer_->journal().get() : nullptr;
+grpc::Status ContainerIo::adoptOutput(UniqueFd stdoutFd, UniqueFd stderrFd, std::string& error) {
+  std::shared_ptr<logging::LogJournal> journal = writer_ ? writer_->journal() : nullptr;
   UniqueFd fds[2] = {std::move(stdoutFd), std::move(stderrFd)};
   for (LogStream stream : kStreams) {
     const size_t s = static_cast<size_t>(stream);
-    pipes_[s] = OutputPipe::open(loop_, std::move(fds[s]), journal ? journal->spoolFd(stream) : -1,
-                                 replay.end[s], logging::logStreamName(stream), error);
+    // Reading takes up where the journal stands: its offsets are what left the pipe.
+    const uint64_t seen = writer_ && journal ? writer_->streamOffset(s) : 0;
+    pipes_[s] = OutputPipe::open(loop_, std::move(fds[s]), journal, stream, seen, error);
     if (!pipes_[s]) return grpc::Status(grpc::StatusCode::kInternal, error);
-  }
-  if (journal != nullptr) return replaySpools(replay, error);
-  return grpc::Status::ok();
-}
-
-grpc::Status ContainerIo::replaySpools(const SpoolReplay& replay, std::string& error) {
-  const uv_buf_t buffer = loop_.readBuffer();
-  for (LogStream stream : kStreams) {
-    const size_t s = static_cast<size_t>(stream);
-    const int spool = writer_->journal()->spoolFd(stream);
-    for (uint64_t at = replay.from[s]; at < replay.end[s];) {
-      const size_t want = static_cast<size_t>(std::min<uint64_t>(buffer.len, replay.end[s] - at));
-      const ssize_t n = ::pread(spool, buffer.base, want, static_cast<off_t>(at));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        error = fmt::format("taking up the container's {} spool at {}: {}",
-                            logging::logStreamName(stream), at,
-                            n < 0 ? std::strerror(errno) : "it is shorter than its state says");
-        return grpc::Status(grpc::StatusCode::kInternal, error);
-      }
-      writer_->write(stream, std::string_view(buffer.base, static_cast<size_t>(n)));
-      at += static_cast<uint64_t>(n);
-    }
   }
   return grpc::Status::ok();
 }
@@ -145,6 +120,10 @@ std::vector<std::pair<HeldStream, int>> ContainerIo::heldFds() const {
   }
   if (pipes_[0]) held.emplace_back(HeldStream::kStdout, pipes_[0]->fd());
   if (pipes_[1]) held.emplace_back(HeldStream::kStderr, pipes_[1]->fd());
+  if (const logging::LogJournal* journal = writer_ ? writer_->journal().get() : nullptr) {
+    held.emplace_back(HeldStream::kStdoutJournal, journal->heldPipeFd(LogStream::kStdout));
+    held.emplace_back(HeldStream::kStderrJournal, journal->heldPipeFd(LogStream::kStderr));
+  }
   if (stdinWrite_.valid()) held.emplace_back(HeldStream::kStdin, stdinWrite_.get());
   return held;
 }

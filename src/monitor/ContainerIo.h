@@ -2,9 +2,9 @@
 // over its console socket) the loop reads into the container's CRI log writer, and the write
 // end of its stdin when it has one. The daemon's ends are duplicated in the keeper, so that a
 // daemon restart never leaves the container writing into a pipe without a reader, nor sees its
-// stdin closed under it. When the writer has a journal, the pipes are read through its spools
-// (OutputPipe), so that not even the output the daemon was holding is lost when it dies; a
-// terminal is read directly (a pty cannot be spliced).
+// stdin closed under it. When the writer has a journal, output is only peeked at and stays in
+// the pipes until it is in the log (OutputPipe, LogJournal), so that not even the output the
+// daemon was holding is lost when it dies; a terminal is read directly (a pty cannot be teed).
 #pragma once
 
 #include <array>
@@ -24,7 +24,14 @@
 namespace monocri::monitor {
 
 // What the keeper holds for a container, by tag (the tag travels in the keeper protocol).
-enum class HeldStream : uint32_t { kStdout = 1, kStderr = 2, kStdin = 3, kTerminal = 4 };
+enum class HeldStream : uint32_t {
+  kStdout = 1,
+  kStderr = 2,
+  kStdin = 3,
+  kTerminal = 4,
+  kStdoutJournal = 5,  // the log journal's held pipes (LogJournal.h)
+  kStderrJournal = 6,
+};
 
 struct ContainerIoMode {
   bool tty = false;    // output and input through a pty (stdout only, as the CRI log has it)
@@ -34,13 +41,7 @@ struct ContainerIoMode {
 // The daemon's ends, as the keeper gives them back after a restart.
 struct ContainerIoFds {
   state::UniqueFd stdoutRead, stderrRead, stdinWrite, terminal;
-};
-
-// Where the spools of a writer's journal stand after a restart (LogJournal::recover): the bytes
-// from `from` to `end` were taken from the pipe but are not in the log yet.
-struct SpoolReplay {
-  std::array<uint64_t, 2> from{};
-  std::array<uint64_t, 2> end{};
+  std::array<state::UniqueFd, 2> journalHeld;  // by logging::LogStream
 };
 
 class ContainerIo {
@@ -55,12 +56,11 @@ class ContainerIo {
                                              std::unique_ptr<logging::LogWriter> writer,
                                              ContainerIoMode mode, std::string& error);
   // The daemon's ends of an existing container (given back by the keeper after a restart).
-  // Either a terminal or both output pipes are required. With a journal, `replay` says what
-  // the spools hold that the log does not: it is handed to the writer first.
+  // Either a terminal or both output pipes are required. With a journal (recovered from
+  // them), reading takes up where it stands.
   static std::unique_ptr<ContainerIo> adopt(loop::Loop& loop,
                                             std::unique_ptr<logging::LogWriter> writer,
-                                            ContainerIoFds fds, const SpoolReplay& replay,
-                                            std::string& error);
+                                            ContainerIoFds fds, std::string& error);
   ~ContainerIo();
   ContainerIo(const ContainerIo&) = delete;
   ContainerIo& operator=(const ContainerIo&) = delete;
@@ -95,10 +95,7 @@ class ContainerIo {
  private:
   ContainerIo(loop::Loop& loop, std::unique_ptr<logging::LogWriter> writer, ContainerIoMode mode)
       : loop_(loop), writer_(std::move(writer)), mode_(mode) {}
-  grpc::Status adoptOutput(state::UniqueFd stdoutFd, state::UniqueFd stderrFd,
-                           const SpoolReplay& replay, std::string& error);
-  // Hands the spool bytes a crashed daemon had taken but not logged to the writer.
-  grpc::Status replaySpools(const SpoolReplay& replay, std::string& error);
+  grpc::Status adoptOutput(state::UniqueFd stdoutFd, state::UniqueFd stderrFd, std::string& error);
   void streamEnded(logging::LogStream which);
   // Counts a read against this turn's budget; past it, reading pauses until the next turn.
   void chargeTurn(size_t bytes);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -9,14 +10,41 @@
 
 namespace monocri::monitor {
 
-std::unique_ptr<OutputPipe> OutputPipe::open(loop::Loop& loop, state::UniqueFd pipe, int spoolFd,
-                                             uint64_t spoolEnd, std::string_view label,
+using logging::PipePeek;
+
+OutputPipe::OutputPipe(loop::Loop& loop, state::UniqueFd pipe,
+                       std::shared_ptr<logging::LogJournal> journal, logging::LogStream stream,
+                       uint64_t seen)
+    : loop_(loop),
+      pipe_(std::move(pipe)),
+      journal_(std::move(journal)),
+      stream_(stream),
+      seen_(seen) {}
+
+std::unique_ptr<OutputPipe> OutputPipe::open(loop::Loop& loop, state::UniqueFd pipe,
+                                             std::shared_ptr<logging::LogJournal> journal,
+                                             logging::LogStream stream, uint64_t seen,
                                              std::string& error) {
-  std::unique_ptr<OutputPipe> self(new OutputPipe(loop, std::move(pipe), spoolFd, spoolEnd, label));
+  std::unique_ptr<OutputPipe> self(
+      new OutputPipe(loop, std::move(pipe), std::move(journal), stream, seen));
+  const std::string label = "watching the container's " + std::string(logStreamName(stream));
+  int watched = self->pipe_.get();
+  if (self->journal_) {
+    self->journal_->adoptContainerPipe(stream, std::move(self->pipe_));
+    self->edges_.reset(::epoll_create1(EPOLL_CLOEXEC));
+    epoll_event event{};
+    event.events = EPOLLIN | EPOLLET;
+    if (!self->edges_.valid() ||
+        ::epoll_ctl(self->edges_.get(), EPOLL_CTL_ADD, self->fd(), &event) != 0) {
+      error = label + ": " + std::strerror(errno);
+      return nullptr;
+    }
+    watched = self->edges_.get();
+  }
   int rc = 0;
-  self->poll_ = loop::Poll::create(loop, self->pipe_.get(), &rc);
+  self->poll_ = loop::Poll::create(loop, watched, &rc);
   if (!self->poll_) {
-    error = std::string("watching the container's ") + std::string(label) + ": " + uv_strerror(rc);
+    error = label + ": " + uv_strerror(rc);
     return nullptr;
   }
   // A running container does not keep a stopping daemon alive: its output waits in the pipe
@@ -27,31 +55,49 @@ std::unique_ptr<OutputPipe> OutputPipe::open(loop::Loop& loop, state::UniqueFd p
 
 OutputPipe::~OutputPipe() = default;
 
+int OutputPipe::fd() const {
+  return journal_ ? journal_->containerPipeFd(stream_) : pipe_.get();
+}
+
 void OutputPipe::start(DataCallback onData, EndCallback onEnd) {
   onData_ = std::move(onData);
   onEnd_ = std::move(onEnd);
+  started_ = true;
+  if (journal_) {
+    if (const int rc = poll_->start(UV_READABLE, [this](int, int) { onEdge(); }); rc != 0) {
+      spdlog::warn("container {}: cannot watch it: {}", logStreamName(stream_), uv_strerror(rc));
+      end();
+      return;
+    }
+    // What is there already raised no edge for this set: look now.
+    if (!paused_) schedulePeek();
+    return;
+  }
   resume();
 }
 
 void OutputPipe::pause() {
   paused_ = true;
-  if (!ended_) poll_->stop();
+  if (!ended_ && !journal_) poll_->stop();
 }
 
 void OutputPipe::resume() {
   paused_ = false;
-  if (ended_) return;
+  if (ended_ || !started_) return;
+  if (journal_) {
+    schedulePeek();
+    return;
+  }
   if (const int rc = poll_->start(UV_READABLE | UV_DISCONNECT, [this](int, int) { onReadable(); });
       rc != 0) {
-    spdlog::warn("container {}: cannot watch it: {}", label_, uv_strerror(rc));
+    spdlog::warn("container {}: cannot watch it: {}", logStreamName(stream_), uv_strerror(rc));
     end();
   }
 }
 
 void OutputPipe::onReadable() {
   const uv_buf_t buffer = loop_.readBuffer();
-  const ssize_t n =
-      spoolFd_ >= 0 ? spliceChunk(buffer.base, buffer.len) : readChunk(buffer.base, buffer.len);
+  const ssize_t n = readChunk(buffer.base, buffer.len);
   if (n > 0) {
     onData_(std::string_view(buffer.base, static_cast<size_t>(n)));
   } else if (n == 0) {
@@ -59,37 +105,51 @@ void OutputPipe::onReadable() {
   }
 }
 
-ssize_t OutputPipe::spliceChunk(char* buffer, size_t size) {
-  loff_t at = static_cast<loff_t>(spoolEnd_);
-  ssize_t moved;
+void OutputPipe::onEdge() {
+  epoll_event events[1];
+  int n;
   do {
-    moved = ::splice(pipe_.get(), nullptr, spoolFd_, &at, size, SPLICE_F_NONBLOCK);
-  } while (moved < 0 && errno == EINTR);
-  if (moved == 0) return 0;
-  if (moved < 0) {
-    if (errno == EAGAIN) return -1;
-    // The spool's disk is full, or it cannot be spliced into: output goes on without it (a
-    // daemon crash from here on may lose what was in memory), rather than stopping.
-    spdlog::warn("container {}: moving output into its spool: {}; reading it directly from now on",
-                 label_, std::strerror(errno));
-    spoolFd_ = -1;
-    return readChunk(buffer, size);
-  }
-  // Read back what was just stored (from the page cache).
+    n = ::epoll_wait(edges_.get(), events, 1, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0 && (events[0].events & (EPOLLHUP | EPOLLERR)) != 0) hangUp_ = true;
+  if (!paused_) peekChunk();
+}
+
+void OutputPipe::schedulePeek() {
+  if (peekScheduled_) return;
+  peekScheduled_ = true;
+  loop_.defer(lifetime_.watch(), [this] {
+    peekScheduled_ = false;
+    if (!paused_) peekChunk();
+  });
+}
+
+void OutputPipe::peekChunk() {
+  if (ended_) return;
+  const uv_buf_t buffer = loop_.readBuffer();
   size_t got = 0;
-  while (got < static_cast<size_t>(moved)) {
-    const ssize_t n = ::pread(spoolFd_, buffer + got, static_cast<size_t>(moved) - got,
-                              static_cast<off_t>(spoolEnd_ + got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      spdlog::error("container {}: reading its spool back: {}", label_,
-                    n < 0 ? std::strerror(errno) : "short file");
-      break;
-    }
-    got += static_cast<size_t>(n);
+  switch (journal_->peek(stream_, seen_, buffer.base, buffer.len, got)) {
+    case PipePeek::kData:
+      seen_ += got;
+      onData_(std::string_view(buffer.base, got));
+      // Edge-triggered: nothing says there is more; look again on the next turn.
+      if (!paused_ && !ended_) schedulePeek();
+      return;
+    case PipePeek::kAllSeen:
+      // What is left waits for the journal; without writers nothing new comes.
+      if (hangUp_) end();
+      return;
+    case PipePeek::kEmpty:
+      return;
+    case PipePeek::kEnd:
+      end();
+      return;
+    case PipePeek::kFailed:
+      spdlog::warn("looking at the container's {}: {}", logStreamName(stream_),
+                   std::strerror(errno));
+      end();
+      return;
   }
-  spoolEnd_ += static_cast<uint64_t>(moved);
-  return static_cast<ssize_t>(got);
 }
 
 ssize_t OutputPipe::readChunk(char* buffer, size_t size) {
@@ -99,7 +159,7 @@ ssize_t OutputPipe::readChunk(char* buffer, size_t size) {
   } while (n < 0 && errno == EINTR);
   if (n >= 0) return n;
   if (errno == EAGAIN) return -1;
-  spdlog::warn("reading the container's {}: {}", label_, std::strerror(errno));
+  spdlog::warn("reading the container's {}: {}", logStreamName(stream_), std::strerror(errno));
   return 0;  // taken as its end
 }
 

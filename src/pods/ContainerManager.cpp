@@ -169,29 +169,26 @@ std::string ContainerManager::logJournalDir(const std::string& id) const {
   return bundleDir(id) + "/log";
 }
 
-monitor::SpoolReplay ContainerManager::recoverLogJournal(const std::string& id,
-                                                         const std::string& logPath,
-                                                         logging::LogWriter& writer) {
-  monitor::SpoolReplay replay;
+void ContainerManager::recoverLogJournal(const std::string& id, const std::string& logPath,
+                                         logging::LogWriter& writer, monitor::ContainerIoFds& fds) {
   const std::string dir = logJournalDir(id);
-  if (!std::filesystem::exists(dir)) return replay;  // made by a daemon without journals
+  if (!std::filesystem::exists(dir)) return;  // made by a daemon without journals
   logging::LogJournalRecovery found;
   std::string error;
-  auto journal = logging::LogJournal::recover(dir, logPath, found, error);
+  auto journal =
+      logging::LogJournal::recover(dir, logPath, {fds.stdoutRead.get(), fds.stderrRead.get()},
+                                   std::move(fds.journalHeld), found, error);
   if (!journal) {
     spdlog::warn("container {}: {}; its log goes on without a journal", id, error);
-    return replay;
+    return;
   }
-  replay.from = found.state.offsets;
-  replay.end = found.spoolEnds;
-  const uint64_t pending = (replay.end[0] - replay.from[0]) + (replay.end[1] - replay.from[1]);
   spdlog::info(
-      "container {}: log journal taken up: {} record(s) of the last batch were in the log, {} "
-      "byte(s) of a torn record cut off, {} spool byte(s) to log{}",
-      id, found.recordsAfterCommit, found.tornBytesCut, pending,
+      "container {}: log journal taken up: {} record(s) of the last batches were in the log, {} "
+      "byte(s) of a torn record cut off{}{}",
+      id, found.recordsAfterCommit, found.tornBytesCut,
+      found.stepFinished ? "; a consumption of logged output was finished" : "",
       found.logReplaced ? "; the log file was replaced meanwhile" : "");
   writer.attachJournal(std::move(journal), found.state);
-  return replay;
 }
 
 std::string ContainerManager::stateDir(const std::string& id) const {
@@ -402,7 +399,7 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
                 writer = logging::LogWriter::open(loop_, c.logPath, logOptions, error);
                 if (!writer) return failCreate(id, Status(StatusCode::kInternal, error));
                 if (options_.logJournal && !c.config.tty()) {
-                  // A pty cannot be spliced: a tty container's log has no journal.
+                  // A pty cannot be teed: a tty container's log has no journal.
                   auto journal = logging::LogJournal::create(logJournalDir(id), c.logPath, error);
                   if (!journal) return failCreate(id, Status(StatusCode::kInternal, error));
                   writer->attachJournal(std::move(journal), {});
@@ -650,6 +647,12 @@ void ContainerManager::adoptHeld(
       case monitor::HeldStream::kTerminal:
         fds.terminal.reset(fd);
         break;
+      case monitor::HeldStream::kStdoutJournal:
+        fds.journalHeld[0].reset(fd);
+        break;
+      case monitor::HeldStream::kStderrJournal:
+        fds.journalHeld[1].reset(fd);
+        break;
       default:
         ::close(fd);
     }
@@ -672,9 +675,10 @@ void ContainerManager::adoptHeld(
       writer = logging::LogWriter::open(loop_, c.logPath, logOptions, error);
       if (!writer) spdlog::warn("container {}: log {}: {}", owner, c.logPath, error);
     }
-    monitor::SpoolReplay replay;
-    if (writer && !fds.terminal.valid()) replay = recoverLogJournal(owner, c.logPath, *writer);
-    c.io = monitor::ContainerIo::adopt(loop_, std::move(writer), std::move(fds), replay, error);
+    if (writer && !fds.terminal.valid() && fds.stdoutRead.valid() && fds.stderrRead.valid()) {
+      recoverLogJournal(owner, c.logPath, *writer, fds);
+    }
+    c.io = monitor::ContainerIo::adopt(loop_, std::move(writer), std::move(fds), error);
     if (!c.io) {
       spdlog::warn("container {}: cannot read its output again: {}", owner, error);
       continue;

@@ -129,12 +129,12 @@ class ContainerManager {
   void answerStops(Container& container, grpc::Status status);
   std::string bundleDir(const std::string& id) const;
   std::string stateDir(const std::string& id) const;
-  // The container's log journal (spools and state): under the run root, as its pipes are.
+  // The container's log journal (its state): under the run root, as its pipes are.
   std::string logJournalDir(const std::string& id) const;
-  // Reconciles the journal of a container whose output is taken up after a restart and attaches
-  // it to `writer`; says what the spools hold that the log does not.
-  monitor::SpoolReplay recoverLogJournal(const std::string& id, const std::string& logPath,
-                                         logging::LogWriter& writer);
+  // Reconciles the journal of a container whose output is taken up after a restart with its
+  // pipes (`fds`, as the keeper gave them back) and attaches it to `writer`.
+  void recoverLogJournal(const std::string& id, const std::string& logPath,
+                         logging::LogWriter& writer, monitor::ContainerIoFds& fds);
 
   loop::Loop& loop_;
   ContainerManagerOptions options_;
