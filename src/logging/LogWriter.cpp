@@ -302,12 +302,17 @@ bool LogWriter::addRecord(RecordBatch& batch, LogStream stream, bool partial, st
     return false;
   }
   const int64_t timeNs = line.bytes.empty() ? nowNs : line.firstByteNs;
-  batch.appendHeader(timeNs, stream, partial);
-  // The pending bytes are copied: their buffer is reused before the batch is written.
-  batch.appendContent(line.bytes, /*mayReference=*/false);
-  // Referenced only when written before the caller's buffer is reused.
-  batch.appendContent(tail, /*mayReference=*/options_.writeThread == nullptr);
-  batch.endRecord();
+  if (options_.writeThread != nullptr) {
+    // Written after the caller's buffer is reused: everything is copied.
+    batch.appendCopiedRecord(timeNs, stream, partial, line.bytes, tail);
+  } else {
+    batch.appendHeader(timeNs, stream, partial);
+    // The pending bytes are copied: their buffer is reused before the batch is written.
+    batch.appendContent(line.bytes, /*mayReference=*/false);
+    // Referenced: the batch is written before the caller's buffer is reused.
+    batch.appendContent(tail, /*mayReference=*/true);
+    batch.endRecord();
+  }
   line.bytes.clear();  // its capacity is kept while output flows (see releaseIdleMemory)
   line.continued = partial;
   // With a journal a batch ends only where write() does: its commit names a stream offset.

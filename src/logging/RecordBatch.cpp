@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <utility>
 
 namespace monocri::logging {
@@ -63,6 +64,15 @@ ssize_t RecordBatch::writeTo(int fd) {
   return -error;
 }
 
+void RecordBatch::Bytes::grow(size_t needed) {
+  const size_t capacity = std::max(needed, std::max<size_t>(capacity_ * 2, 4096));
+  // Not value-initialized: every byte is written before it is read.
+  std::unique_ptr<char[]> bigger(new char[capacity]);
+  if (size_ > 0) std::memcpy(bigger.get(), data_.get(), size_);
+  data_ = std::move(bigger);
+  capacity_ = capacity;
+}
+
 void RecordBatch::clear() {
   bytes_.clear();
   segments_.clear();
@@ -74,7 +84,7 @@ void RecordBatch::clear() {
 
 void RecordBatch::swap(RecordBatch& other) noexcept {
   using std::swap;
-  swap(bytes_, other.bytes_);
+  bytes_.swap(other.bytes_);
   swap(runStart_, other.runStart_);
   swap(segments_, other.segments_);
   swap(iov_, other.iov_);
