@@ -21,33 +21,13 @@
 #include <fstream>
 #include <string>
 
+#include "FuzzScratch.h"
 #include "logging/LogJournal.h"
 #include "state/UniqueFd.h"
 
 using namespace monocri::logging;
 
 namespace {
-
-#define CHECK(condition)                                                        \
-  do {                                                                          \
-    if (!(condition)) {                                                         \
-      std::fprintf(stderr, "fuzz_log_journal: check failed: %s\n", #condition); \
-      std::abort();                                                             \
-    }                                                                           \
-  } while (0)
-
-struct ScratchDir {
-  ScratchDir() {
-    char tmpl[] = "/tmp/fuzz-log-journal-XXXXXX";
-    CHECK(mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-  std::string path;
-};
 
 void writeFile(const std::string& path, std::string_view bytes) {
   std::ofstream file(path, std::ios::binary | std::ios::trunc);
@@ -70,7 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view held[2] = {rest.substr(0, outLength), rest.substr(outLength, errLength)};
   const std::string_view logTail = rest.substr(outLength + errLength);
 
-  ScratchDir dir;
+  ScratchDir dir("fuzz-log-journal");
   const std::string log = dir.path + "/0.log";
   const std::string journalDir = dir.path + "/journal";
   writeFile(log, "");

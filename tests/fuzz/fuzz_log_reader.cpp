@@ -21,33 +21,13 @@
 #include <string>
 #include <vector>
 
+#include "FuzzScratch.h"
 #include "logging/LogDecoder.h"
 #include "logging/LogReader.h"
 
 using namespace monocri::logging;
 
 namespace {
-
-#define CHECK(condition)                                                       \
-  do {                                                                         \
-    if (!(condition)) {                                                        \
-      std::fprintf(stderr, "fuzz_log_reader: check failed: %s\n", #condition); \
-      std::abort();                                                            \
-    }                                                                          \
-  } while (0)
-
-struct ScratchDir {
-  ScratchDir() {
-    char tmpl[] = "/tmp/fuzz-log-reader-XXXXXX";
-    CHECK(mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-  std::string path;
-};
 
 struct Seen {
   int64_t timeNs;
@@ -102,7 +82,7 @@ std::vector<Seen> expectedTail(const std::vector<Seen>& all, uint64_t n) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static ScratchDir dir;
+  static ScratchDir dir("fuzz-log-reader");
   if (size < 3) return 0;
   const uint8_t flags = data[0];
   LogReadOptions options;

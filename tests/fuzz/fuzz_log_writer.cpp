@@ -30,33 +30,13 @@
 #include <utility>
 #include <vector>
 
+#include "FuzzScratch.h"
 #include "logging/LogDecoder.h"
 #include "logging/LogWriter.h"
 
 using namespace monocri::logging;
 
 namespace {
-
-#define CHECK(condition)                                                       \
-  do {                                                                         \
-    if (!(condition)) {                                                        \
-      std::fprintf(stderr, "fuzz_log_writer: check failed: %s\n", #condition); \
-      std::abort();                                                            \
-    }                                                                          \
-  } while (0)
-
-struct ScratchDir {
-  ScratchDir() {
-    char tmpl[] = "/tmp/fuzz-log-writer-XXXXXX";
-    CHECK(mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-  std::string path;
-};
 
 std::string readFile(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
@@ -278,7 +258,7 @@ void checkLimitedLog(const std::string& all, const std::array<Arrivals, 2>& stre
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static ScratchDir dir;
+  static ScratchDir dir("fuzz-log-writer");
   if (size < 2) return 0;
   LogWriterOptions options;
   options.maxLineBytes = data[0] & 0x80 ? 16 * 1024 : 1 + data[0] % 64;
