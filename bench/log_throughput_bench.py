@@ -47,7 +47,7 @@ from density_bench import CONMON, ConmonPeer, is_conmon, log_problems  # noqa: E
 from pod_start_bench import (  # noqa: E402
     CALL_TIMEOUT, RUNC, RUNTIME, Registry, api_pb2, clean_up_after_daemon, cpu_seconds,
     daemon_pid_of, pod_config, proc_stat_fields, push_busybox, remove_all_pods,
-    remove_cgroups, start_daemon, unary, user_cpu_seconds)
+    remove_cgroups, spec_template_of, start_daemon, unary, user_cpu_seconds)
 from monocri_harness import status_kib_of  # noqa: E402
 
 BUSYBOX = "/bin/busybox"  # the binary the test image ships: the generator on the host too
@@ -244,20 +244,6 @@ def container_status(channel, container_id):
     return response.status, json.loads(response.info["info"])
 
 
-def created_spec_template(info):
-    """The container's config.json and the pod files it bind-mounts, as spec_template gives
-    them, read while the container is only created (it exits within a second once started)."""
-    with open(info["runtimeSpec"]) as f:
-        spec = json.load(f)
-    files = {}
-    for mount in spec.get("mounts", []):
-        source = mount.get("source", "")
-        if mount.get("type") == "bind" and os.path.isfile(source):
-            with open(source, "rb") as f:
-                files[mount["destination"]] = f.read()
-    return spec, files
-
-
 def run_monocri(daemon, channel, workload, log_root, cgroup_parent, label):
     """One pod, one writer container; returns the run's figures and the container's spec (what
     the conmon run copies)."""
@@ -276,7 +262,8 @@ def run_monocri(daemon, channel, workload, log_root, cgroup_parent, label):
                          api_pb2.CreateContainerRequest(pod_sandbox_id=pod_id, config=container,
                                                         sandbox_config=config),
                          api_pb2.CreateContainerResponse, timeout=CALL_TIMEOUT).container_id
-    template = created_spec_template(container_status(channel, container_id)[1])
+    # Read while the container is only created: it exits within a second once started.
+    template = spec_template_of(container_status(channel, container_id)[1])
     path = os.path.join(config.log_directory, "writer/0.log")
     expected_size = workload.monocri_log_bytes()
     daemon_pid, keeper_pid = daemon_pid_of(channel), daemon.pid

@@ -319,7 +319,11 @@ def extract_busybox_rootfs(directory):
 def spec_template(channel, container_id):
     """The daemon's config.json for one of its running containers, with the contents of the pod
     files it bind-mounts (hosts, resolv.conf...): what the peer's bundles are made from."""
-    info = container_info(channel, container_id)
+    return spec_template_of(container_info(channel, container_id))
+
+
+def spec_template_of(info):
+    """spec_template from a container's verbose info (runtimeSpec: its config.json's path)."""
     with open(info["runtimeSpec"]) as f:
         spec = json.load(f)
     files = {}
