@@ -47,7 +47,7 @@ from density_bench import CONMON, ConmonPeer, is_conmon, log_problems  # noqa: E
 from pod_start_bench import (  # noqa: E402
     CALL_TIMEOUT, RUNC, RUNTIME, Registry, api_pb2, clean_up_after_daemon, cpu_seconds,
     daemon_pid_of, pod_config, proc_stat_fields, push_busybox, remove_all_pods,
-    remove_cgroups, spec_template_of, start_daemon, unary, user_cpu_seconds)
+    remove_cgroups, spec_template_of, start_daemon, unary, user_cpu_seconds, verbose_info)
 from monocri_harness import status_kib_of  # noqa: E402
 
 BUSYBOX = "/bin/busybox"  # the binary the test image ships: the generator on the host too
@@ -282,6 +282,10 @@ def run_monocri(daemon, channel, workload, log_root, cgroup_parent, label):
         next_look[0] = time.monotonic() + 1.0
         return container_status(channel, container_id)[0].state == api_pb2.CONTAINER_EXITED
 
+    def log_writes():
+        return verbose_info(channel)["containerLogWrites"]["batchesWritten"]
+
+    writes_before = log_writes()
     cpu_before = cpu_seconds(daemon_pid), cpu_seconds(keeper_pid), user_cpu_seconds(daemon_pid)
     begin = time.monotonic()
     unary(channel, RUNTIME + "StartContainer",
@@ -294,7 +298,8 @@ def run_monocri(daemon, channel, workload, log_root, cgroup_parent, label):
     result = {"wall": last - begin, "first_byte": first - begin, "cpu": daemon_cpu + keeper_cpu,
               "user": daemon_user, "keeper_cpu": keeper_cpu, "rss_before": rss_before,
               "rss_after": status_kib_of(daemon_pid, "VmRSS"),
-              "hwm": status_kib_of(daemon_pid, "VmHWM"), "size": size, "problems": []}
+              "hwm": status_kib_of(daemon_pid, "VmHWM"), "size": size, "problems": [],
+              "writes": log_writes() - writes_before}
     deadline = time.monotonic() + CALL_TIMEOUT
     while True:
         status, info = container_status(channel, container_id)
@@ -519,6 +524,9 @@ def report(shape, workload, runs):
               f"{ours[-1]['rss_after']} KiB after the last, peak {max(r['hwm'] for r in ours)} "
               f"KiB; loop stalls reported: {sum(r['stalls'] for r in ours)} (worst "
               f"{max(r['worst_stall'] for r in ours):.1f} ms)")
+        writes = statistics.median(r["writes"] for r in ours)
+        print(f"  log writes (writev batches): {writes:.0f}, {payload / max(writes, 1) / 1024:.1f} "
+              f"KiB of output each on average")
         worst = max(ours, key=lambda r: r["worst_stall"])
         if worst["worst_stall_line"]:
             print(f"  the worst stall, as the daemon logged it: "
@@ -662,7 +670,8 @@ def main():
         for left in remove_cgroups(cgroup_parent):
             problems.append(f"cgroup left: {left}")
         for point in mounted:
-            subprocess.run(["umount", point], check=False)
+            if os.path.ismount(point):  # the daemon may have taken it down with its run root
+                subprocess.run(["umount", point], check=False)
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(logs, ignore_errors=True)
 
