@@ -80,9 +80,9 @@ std::unique_ptr<RecordBatch> LogWriteThread::takeBatch() {
 }
 
 void LogWriteThread::giveBack(std::unique_ptr<RecordBatch> batch) {
-  if (!batch || pool_.size() >= kPooledBatches || batch->capacityBytes() > kPooledBatchCapacity) {
-    return;
-  }
+  if (!batch) return;
+  if (batch->hasInput()) loop_.giveBackReadBuffer(batch->releaseInput());
+  if (pool_.size() >= kPooledBatches || batch->capacityBytes() > kPooledBatchCapacity) return;
   batch->clear();
   pool_.push_back(std::move(batch));
 }

@@ -19,7 +19,8 @@
 // batch of records: the file is cut back to the last whole record, the loss counted in stats(),
 // and the next batch tries again. Memory: each stream keeps at most maxLineBytes of unfinished
 // line; batches come from the thread's pool and go back to it when written, so an idle writer
-// holds none.
+// holds none. A batch of long lines read into the loop's read buffer is written from there: it
+// takes the buffer over until it is written (Loop::takeReadBuffer), instead of copying them.
 //
 // Two optional limits drop output, never buffer it: a size cap on the current file (kubelet's
 // log_size_max) and a rate limit on the container's output (flood control). A limit that cuts a
@@ -182,6 +183,9 @@ class LogWriter {
   // past the size cap: then nothing more is written until reopen().
   bool addRecord(RecordBatch& batch, LogStream stream, bool partial, std::string_view tail,
                  int64_t nowNs);
+  // With the write thread: whether `tail` may be referenced by the batch rather than copied
+  // (it is long, and in a read buffer the batch holds or now takes from the loop).
+  bool referenceable(RecordBatch& batch, std::string_view tail);
   // A record that is not the container's (a marker, an empty F closing a line).
   void addOwnRecord(RecordBatch& batch, LogStream stream, std::string_view content, int64_t nowNs);
   // Whether a record of `contentBytes` would take the file past the size cap.

@@ -85,6 +85,8 @@ void RecordBatch::clear() {
 void RecordBatch::swap(RecordBatch& other) noexcept {
   using std::swap;
   bytes_.swap(other.bytes_);
+  swap(input_, other.input_);
+  swap(inputBytes_, other.inputBytes_);
   swap(runStart_, other.runStart_);
   swap(segments_, other.segments_);
   swap(iov_, other.iov_);

@@ -1,6 +1,7 @@
 // The records of one write to a CRI log file, built in memory: headers and short contents are
 // copied in, long contents may be referenced where they lie (the caller's read buffer, when the
-// batch is written before that buffer is reused), and the whole goes out with writev(2).
+// batch is written before that buffer is reused, or a read buffer the batch took over), and the
+// whole goes out with writev(2).
 #pragma once
 
 #include <sys/types.h>
@@ -59,6 +60,24 @@ class RecordBatch {
   }
   // `mayReference`: the bytes stay where they are until the batch is written.
   void appendContent(std::string_view content, bool mayReference);
+  // The read buffer (`size` bytes) that contents came in, kept by the batch until the loop takes
+  // it back with releaseInput(): its long contents are then referenced, not copied, even when
+  // the batch is written after the reader went on. clear() keeps it: the write thread clears.
+  void adoptInput(std::unique_ptr<char[]> buffer, size_t size) {
+    input_ = std::move(buffer);
+    inputBytes_ = size;
+  }
+  bool hasInput() const { return input_ != nullptr; }
+  bool inputHolds(std::string_view bytes) const {
+    const auto begin = reinterpret_cast<uintptr_t>(input_.get());
+    const auto at = reinterpret_cast<uintptr_t>(bytes.data());
+    return input_ != nullptr && at >= begin && at - begin <= inputBytes_ &&
+           bytes.size() <= inputBytes_ - (at - begin);
+  }
+  std::unique_ptr<char[]> releaseInput() {
+    inputBytes_ = 0;
+    return std::move(input_);
+  }
   void endRecord() {
     *bytes_.extend(1) = '\n';
     ++records_;
@@ -131,6 +150,8 @@ class RecordBatch {
   void closeRun();
 
   Bytes bytes_;
+  std::unique_ptr<char[]> input_;
+  size_t inputBytes_ = 0;
   size_t runStart_ = 0;
   std::vector<Segment> segments_;
   std::vector<iovec> iov_;

@@ -23,8 +23,8 @@ Loop::Loop() : stallReporter_(defaultStallReporter) {
     std::abort();
   }
   loop_.data = this;
-  readBuffer_ = static_cast<char*>(std::malloc(kReadBufferBytes));
-  if (readBuffer_ == nullptr) std::abort();
+  // Not value-initialized: its pages are touched only by reads.
+  readBuffer_.reset(new char[kReadBufferBytes]);
 
   uv_prepare_init(&loop_, &turnEnd_);
   turnEnd_.data = this;
@@ -45,7 +45,6 @@ Loop::~Loop() {
   if (int rc = uv_loop_close(&loop_); rc != 0) {
     spdlog::error("event loop closed with handles still open: {}", uv_strerror(rc));
   }
-  std::free(readBuffer_);
 }
 
 void Loop::run() {
@@ -80,7 +79,28 @@ void Loop::runDeferred() {
 }
 
 uv_buf_t Loop::readBuffer() {
-  return uv_buf_init(readBuffer_, kReadBufferBytes);
+  return uv_buf_init(readBuffer_.get(), kReadBufferBytes);
+}
+
+std::unique_ptr<char[]> Loop::takeReadBuffer() {
+  std::unique_ptr<char[]> next;
+  if (!spareReadBuffers_.empty()) {
+    next = std::move(spareReadBuffers_.back());
+    spareReadBuffers_.pop_back();
+  } else {
+    next.reset(new char[kReadBufferBytes]);
+  }
+  std::swap(next, readBuffer_);
+  return next;
+}
+
+void Loop::giveBackReadBuffer(std::unique_ptr<char[]> buffer) {
+  // Enough for the batches of a flooding container in flight; more is freed, so that a burst
+  // of many does not stay in the daemon's memory.
+  constexpr size_t kSpareReadBuffers = 2;
+  if (buffer && spareReadBuffers_.size() < kSpareReadBuffers) {
+    spareReadBuffers_.push_back(std::move(buffer));
+  }
 }
 
 void Loop::onPrepare(uv_prepare_t* handle) {

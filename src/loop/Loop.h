@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace monocri::loop {
 
@@ -59,9 +60,25 @@ class Loop {
     });
   }
 
-  // The shared read buffer: a read callback consumes its bytes before it returns, so every
-  // stream on the loop can read into the same memory.
+  // The shared read buffer: a read callback consumes its bytes before it returns (or takes the
+  // buffer), so every stream on the loop can read into the same memory.
   uv_buf_t readBuffer();
+  bool inReadBuffer(std::string_view bytes) const {
+    const auto begin = reinterpret_cast<uintptr_t>(readBuffer_.get());
+    const auto at = reinterpret_cast<uintptr_t>(bytes.data());
+    return at >= begin && at - begin <= kReadBufferBytes &&
+           bytes.size() <= kReadBufferBytes - (at - begin);
+  }
+  // Hands the read buffer, with the bytes just read into it, to a caller that keeps them past
+  // the callback (a log batch written from where its contents were read, not copied); the next
+  // read goes to another buffer. Loop thread only, like giveBackReadBuffer.
+  std::unique_ptr<char[]> takeReadBuffer();
+  // A taken buffer, done with: kept for the next take or freed.
+  void giveBackReadBuffer(std::unique_ptr<char[]> buffer);
+
+  // A flooding container's pipe is read in chunks this big: each chunk costs a loop wake-up, a
+  // batch and a hand-over to the log write thread, whatever its size.
+  static constexpr size_t kReadBufferBytes = 256 * 1024;
 
   // Stall detection: every callback a wrapper dispatches is timed; a turn whose callbacks took
   // longer than the threshold in total is reported with the slowest of them.
@@ -97,10 +114,8 @@ class Loop {
   uv_idle_t deferWake_{};   // active while deferred work waits, so the loop does not block
   std::deque<std::function<void()>> deferred_;
 
-  // A flooding container's pipe is read in chunks this big: each chunk costs a loop wake-up, a
-  // batch and a hand-over to the log write thread, whatever its size.
-  static constexpr size_t kReadBufferBytes = 256 * 1024;
-  char* readBuffer_ = nullptr;
+  std::unique_ptr<char[]> readBuffer_;
+  std::vector<std::unique_ptr<char[]>> spareReadBuffers_;
 
   uint64_t stallThresholdNs_ = 50'000'000;
   std::function<void(const StallReport&)> stallReporter_;

@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -153,6 +155,63 @@ TEST_F(LogWriteThreadTest, RandomStreamsComeBackByteForByteAcrossReopens) {
   EXPECT_EQ(streamBytes(all, LogStream::kStdout), sent[0] + (sent[0].back() == '\n' ? "" : "\n"));
   EXPECT_EQ(streamBytes(all, LogStream::kStderr), sent[1] + (sent[1].back() == '\n' ? "" : "\n"));
   EXPECT_EQ(writer->stats().writeErrors, 0u);
+}
+
+// Long lines read into the loop's buffer are written from it: the batch takes the buffer over and
+// the loop reads on into another, which the next read overwrites while the batch is queued.
+TEST_F(LogWriteThreadTest, LongLinesAreWrittenFromTheReadBufferTheyCameIn) {
+  auto writer = open();
+  SlowDisk disk(path_, 5);
+  std::mt19937_64 random(7);
+  std::string sent;
+  std::vector<const char*> buffersSeen;
+  for (int chunk = 0; chunk < 60; ++chunk) {
+    std::string bytes;
+    const size_t size = random() % loop::Loop::kReadBufferBytes + 1;
+    while (bytes.size() < size) {
+      // Long lines (referenced), short ones (copied) and lines left open across chunks.
+      const size_t line = random() % 3 == 0 ? random() % 100 : random() % 30000;
+      for (size_t i = 0; i < line && bytes.size() < size; ++i)
+        bytes.push_back(static_cast<char>('a' + random() % 26));
+      if (bytes.size() < size) bytes.push_back('\n');
+    }
+    const uv_buf_t buffer = loop_.readBuffer();
+    buffersSeen.push_back(buffer.base);
+    std::memcpy(buffer.base, bytes.data(), bytes.size());
+    writer->write(LogStream::kStdout, std::string_view(buffer.base, bytes.size()));
+    sent += bytes;
+    // The next read, into whatever buffer the loop holds now.
+    const uv_buf_t next = loop_.readBuffer();
+    std::memset(next.base, '#', next.len);
+    if (random() % 8 == 0) runUntilWritten();
+  }
+  writer->finish();
+  runUntilWritten();
+  const std::vector<LogRecord> records = strictRecords(readFile(path_));
+  EXPECT_EQ(streamBytes(records, LogStream::kStdout), sent + (sent.back() == '\n' ? "" : "\n"));
+  std::sort(buffersSeen.begin(), buffersSeen.end());
+  EXPECT_GT(std::unique(buffersSeen.begin(), buffersSeen.end()) - buffersSeen.begin(), 1);
+
+  // A buffer taken by a batch goes back to the loop once the batch is written, to be read into
+  // again; short lines leave the buffer where it is.
+  const auto writeFromReadBuffer = [&](const std::string& bytes) {
+    const uv_buf_t buffer = loop_.readBuffer();
+    std::memcpy(buffer.base, bytes.data(), bytes.size());
+    writer->write(LogStream::kStderr, std::string_view(buffer.base, bytes.size()));
+    return buffer.base;
+  };
+  const char* first = writeFromReadBuffer("short\n");
+  EXPECT_EQ(loop_.readBuffer().base, first);
+  writeFromReadBuffer(std::string(RecordBatch::kReferenceMinBytes, 'x') + "\n");
+  EXPECT_NE(loop_.readBuffer().base, first);
+  runUntilWritten();
+  writeFromReadBuffer(std::string(RecordBatch::kReferenceMinBytes, 'y') + "\n");
+  EXPECT_EQ(loop_.readBuffer().base, first);
+  runUntilWritten();
+  const std::vector<LogRecord> last = strictRecords(readFile(path_));
+  EXPECT_EQ(streamBytes(last, LogStream::kStderr),
+            "short\n" + std::string(RecordBatch::kReferenceMinBytes, 'x') + "\n" +
+                std::string(RecordBatch::kReferenceMinBytes, 'y') + "\n");
 }
 
 TEST_F(LogWriteThreadTest, WhenWrittenRunsOnceTheOldFileHoldsEverything) {
