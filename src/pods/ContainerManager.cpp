@@ -230,7 +230,6 @@ Status ContainerManager::persist(Container& c) {
                                  {"gid", c.gid},
                                  {"additional_gids", c.additionalGids},
                                  {"username", c.username},
-                                 {"resources", c.resources},
                                  {"oom_counter", c.memoryCgroup.oomCounterPath}};
   if (std::string error = state::writeFileAtomically(dir + "/container.json", record.dump(), 0600,
                                                      state::Durability::kProcessCrash);
@@ -383,10 +382,6 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
               c.gid = job->spec.gid;
               c.additionalGids = job->spec.additionalGids;
               c.username = job->spec.username;
-              if (job->spec.config.contains("linux") &&
-                  job->spec.config["linux"].contains("resources")) {
-                c.resources = job->spec.config["linux"]["resources"];
-              }
 
               std::unique_ptr<logging::LogWriter> writer;
               if (!c.logPath.empty()) {
@@ -571,7 +566,6 @@ std::string ContainerManager::load(std::vector<std::string>& notes) {
         c->gid = r.value("gid", 0u);
         c->additionalGids = r.value("additional_gids", std::vector<uint32_t>());
         c->username = r.at("username").get<std::string>();
-        c->resources = r.at("resources");
         c->memoryCgroup.oomCounterPath = r.value("oom_counter", "");
         ok = c->id == id && c->state != ContainerState::kCreating && pods_.find(c->podId);
       } catch (const nlohmann::json::exception&) {
@@ -919,23 +913,19 @@ void ContainerManager::updateResources(const std::string& id,
   for (const auto& warning : warnings)
     spdlog::warn("container {}: update: {}", id, warning);
   // oom_score_adj is the process's, not the cgroup's: the runtime cannot change it afterwards.
-  runtime_.update(id, linuxResources,
-                  [this, id, merged, linuxResources, done = std::move(done),
-                   alive = lifetime_.watch()](Status status) {
-                    if (alive.expired()) return;
-                    if (!status.isOk()) return done(status);
-                    auto it = containers_.find(id);
-                    if (it == containers_.end()) return done(Status::ok());
-                    Container& c = *it->second;
-                    *c.config.mutable_linux()->mutable_resources() = merged;
-                    c.configPersisted = false;
-                    // The spec's other resources (devices) stay as they were.
-                    if (!c.resources.is_object()) c.resources = nlohmann::json::object();
-                    for (const auto& [key, value] : linuxResources.items())
-                      c.resources[key] = value;
-                    spdlog::info("container {}: resources updated", id);
-                    done(persist(c));
-                  });
+  runtime_.update(
+      id, linuxResources,
+      [this, id, merged, done = std::move(done), alive = lifetime_.watch()](Status status) {
+        if (alive.expired()) return;
+        if (!status.isOk()) return done(status);
+        auto it = containers_.find(id);
+        if (it == containers_.end()) return done(Status::ok());
+        Container& c = *it->second;
+        *c.config.mutable_linux()->mutable_resources() = merged;
+        c.configPersisted = false;
+        spdlog::info("container {}: resources updated", id);
+        done(persist(c));
+      });
 }
 
 const Container* ContainerManager::find(const std::string& id) const {

@@ -49,7 +49,6 @@ struct Container {
   uint32_t uid = 0, gid = 0;
   std::vector<uint32_t> additionalGids;
   std::string username;
-  nlohmann::json resources;            // the spec's linux.resources, for status
   bool recovered = false;              // loaded after a daemon restart
   monitor::MemoryCgroup memoryCgroup;  // where its OOM kills are counted
 
