@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "logging/LogRecord.h"
+#include "loop/Loop.h"
 
 namespace monocri::logging {
 
@@ -69,10 +70,7 @@ class RecordBatch {
   }
   bool hasInput() const { return input_ != nullptr; }
   bool inputHolds(std::string_view bytes) const {
-    const auto begin = reinterpret_cast<uintptr_t>(input_.get());
-    const auto at = reinterpret_cast<uintptr_t>(bytes.data());
-    return input_ != nullptr && at >= begin && at - begin <= inputBytes_ &&
-           bytes.size() <= inputBytes_ - (at - begin);
+    return loop::liesWithin(bytes, input_.get(), inputBytes_);
   }
   std::unique_ptr<char[]> releaseInput() {
     inputBytes_ = 0;

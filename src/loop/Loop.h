@@ -33,6 +33,15 @@ class LifetimeGuard {
   std::shared_ptr<const char> token_ = std::make_shared<const char>(0);
 };
 
+// Whether `bytes` lie in the `size` bytes at `buffer` (compared as addresses: they may belong to
+// unrelated objects).
+inline bool liesWithin(std::string_view bytes, const char* buffer, size_t size) {
+  const auto begin = reinterpret_cast<uintptr_t>(buffer);
+  const auto at = reinterpret_cast<uintptr_t>(bytes.data());
+  return buffer != nullptr && at >= begin && at - begin <= size &&
+         bytes.size() <= size - (at - begin);
+}
+
 class Loop {
  public:
   Loop();
@@ -64,10 +73,7 @@ class Loop {
   // buffer), so every stream on the loop can read into the same memory.
   uv_buf_t readBuffer();
   bool inReadBuffer(std::string_view bytes) const {
-    const auto begin = reinterpret_cast<uintptr_t>(readBuffer_.get());
-    const auto at = reinterpret_cast<uintptr_t>(bytes.data());
-    return at >= begin && at - begin <= kReadBufferBytes &&
-           bytes.size() <= kReadBufferBytes - (at - begin);
+    return liesWithin(bytes, readBuffer_.get(), kReadBufferBytes);
   }
   // Hands the read buffer, with the bytes just read into it, to a caller that keeps them past
   // the callback (a log batch written from where its contents were read, not copied); the next
