@@ -252,15 +252,20 @@ class ConmonPeer:
     def conmon_pids(self):
         return [pid for _, pid in self.containers if pid is not None]
 
-    def stop_all(self):
-        """runc delete --force of every container (its conmon then writes the exit and ends);
-        conmons still there after 10 s are killed, by pid. Returns what failed."""
+    def delete_containers(self):
+        """runc delete --force of every container; returns what failed."""
         failures = []
         for container_id, _ in self.containers:
             done = subprocess.run(self.runc("delete", "--force", container_id),
                                   capture_output=True, text=True)
             if done.returncode != 0 and "does not exist" not in done.stderr:
                 failures.append(f"runc delete {container_id}: {done.stderr.strip()}")
+        return failures
+
+    def stop_all(self):
+        """runc delete --force of every container (its conmon then writes the exit and ends);
+        conmons still there after 10 s are killed, by pid. Returns what failed."""
+        failures = self.delete_containers()
         deadline = time.monotonic() + 10
         waiting = [pid for pid in self.conmon_pids() if is_conmon(pid)]
         while waiting and time.monotonic() < deadline:

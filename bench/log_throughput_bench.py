@@ -404,12 +404,8 @@ class ConmonLogPeer(ConmonPeer):
     def remove_all(self):
         """runc delete --force of every container, each conmon reaped (killed after 10 s);
         returns what failed."""
-        failures = []
-        for container_id, conmon_pid in self.containers:
-            done = subprocess.run(self.runc("delete", "--force", container_id),
-                                  capture_output=True, text=True)
-            if done.returncode != 0 and "does not exist" not in done.stderr:
-                failures.append(f"runc delete {container_id}: {done.stderr.strip()}")
+        failures = self.delete_containers()
+        for _, conmon_pid in self.containers:
             if conmon_pid is not None and not reap(conmon_pid, 10):
                 failures.append(f"conmon {conmon_pid} did not end with its container: killed")
         self.containers = []
@@ -461,7 +457,8 @@ def run_cat(workload, path):
         end = time.monotonic()
     cat.returncode = os.waitstatus_to_exitcode(status)
     result = {"wall": end - begin, "first_byte": None, "cpu": usage.ru_utime + usage.ru_stime,
-              "user": usage.ru_utime,              "size": os.path.getsize(path), "problems": []}
+              "user": usage.ru_utime,
+              "size": os.path.getsize(path), "problems": []}
     if generator.wait() != 0 or cat.returncode != 0:
         result["problems"].append(f"generator exited with {generator.returncode}, cat with "
                                   f"{cat.returncode}")
