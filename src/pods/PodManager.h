@@ -1,5 +1,5 @@
 // Pod sandboxes: created, stopped, removed, listed and reported, persisted so that a restarted
-// daemon knows them. Runs on the loop; the namespaces are made by monocri-pod-init children.
+// daemon knows them. Runs on the loop; the namespaces are made by children (see PodNamespaces).
 #pragma once
 
 #include <functional>

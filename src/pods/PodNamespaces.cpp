@@ -1,14 +1,24 @@
 #include "pods/PodNamespaces.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <memory>
 
+#include "loop/WorkQueue.h"
 #include "state/StateFiles.h"
 #include "state/UniqueFd.h"
 
@@ -29,6 +39,122 @@ std::string readMessage(int fd) {
   while (!message.empty() && (message.back() == '\n' || message.back() == '\r'))
     message.pop_back();
   return message;
+}
+
+// Everything the pinning child does, decided before it is cloned: it shares the worker's memory
+// (CLONE_VM) and must not allocate, so every path is built here and it only reads them. It
+// reports a failure in `failedStep`/`failedPath`/`failedErrno`, which the worker reads after.
+struct PinPlan {
+  int unshareFlags = 0;
+  std::string hostname;
+  bool loopbackUp = false;
+  std::vector<std::pair<std::string, std::string>> sysctls;  // /proc/sys/... path, value
+  std::vector<std::pair<std::string, std::string>> pins;     // /proc/self/ns/X, DIR/X
+  const char* failedStep = nullptr;
+  const std::string* failedPath = nullptr;
+  int failedErrno = 0;
+};
+
+int failIn(PinPlan& plan, const char* step, const std::string* path = nullptr) {
+  plan.failedStep = step;
+  plan.failedPath = path;
+  plan.failedErrno = errno;
+  return 1;
+}
+
+bool writeAll(int fd, const std::string& data) {
+  size_t written = 0;
+  while (written < data.size()) {
+    const ssize_t n = write(fd, data.data() + written, data.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    written += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// The child: new namespaces, set up, each pinned by a bind mount of /proc/self/ns/<ns> (the
+// child's own, as CRI-O's pinns does), then it exits and the mounts keep them alive. Only plain
+// syscalls; its signals stay blocked (the worker blocked them all before the clone).
+int pinInChild(void* arg) {
+  PinPlan& plan = *static_cast<PinPlan*>(arg);
+  if (plan.unshareFlags != 0 && unshare(plan.unshareFlags) != 0) {
+    return failIn(plan, "unshare the pod's namespaces");
+  }
+  if (!plan.hostname.empty() && sethostname(plan.hostname.data(), plan.hostname.size()) != 0) {
+    return failIn(plan, "set the hostname", &plan.hostname);
+  }
+  if (plan.loopbackUp) {
+    const int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) return failIn(plan, "open a socket for the loopback interface");
+    ifreq request{};
+    std::memcpy(request.ifr_name, "lo", 3);
+    int rc = ioctl(sock, SIOCGIFFLAGS, &request);
+    if (rc == 0) {
+      request.ifr_flags |= IFF_UP | IFF_RUNNING;
+      rc = ioctl(sock, SIOCSIFFLAGS, &request);
+    }
+    if (rc != 0) return failIn(plan, "bring the loopback interface up");
+    close(sock);
+  }
+  for (const auto& [path, value] : plan.sysctls) {
+    const int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return failIn(plan, "open the sysctl", &path);
+    const bool written = writeAll(fd, value);
+    if (!written) return failIn(plan, "write the sysctl", &path);
+    close(fd);
+  }
+  size_t made = 0;
+  for (const auto& [source, target] : plan.pins) {
+    const int fd = open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+    int rc = fd < 0 ? -1 : mount(source.c_str(), target.c_str(), nullptr, MS_BIND, nullptr);
+    if (rc != 0) {
+      failIn(plan, fd < 0 ? "create the namespace file" : "bind the namespace onto", &target);
+      if (fd >= 0) unlink(target.c_str());
+      for (size_t i = 0; i < made; ++i) {  // all or nothing
+        umount2(plan.pins[i].second.c_str(), MNT_DETACH);
+        unlink(plan.pins[i].second.c_str());
+      }
+      return 1;
+    }
+    close(fd);
+    ++made;
+  }
+  return 0;
+}
+
+// Runs on a worker thread: clones the pinning child and waits for it. CLONE_VFORK suspends this
+// worker (never the loop) until the child exits; the child runs on a stack of its own.
+Status pinOnWorker(PinPlan& plan) {
+  constexpr size_t kStackBytes = 64 * 1024;
+  auto stack = std::make_unique<char[]>(kStackBytes);
+  char* stackTop = stack.get() + kStackBytes;  // the stack grows down; new[] aligns to 16
+  sigset_t all, previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous);
+  const pid_t pid = clone(pinInChild, stackTop, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+  const int cloneErrno = errno;
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  if (pid < 0) {
+    return Status(StatusCode::kInternal, fmt::format("clone the process that makes the pod's "
+                                                     "namespaces: {}",
+                                                     std::strerror(cloneErrno)));
+  }
+  int wstatus = 0;
+  while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (plan.failedStep != nullptr) {
+    return Status(StatusCode::kInternal,
+                  plan.failedPath
+                      ? fmt::format("{} {}: {}", plan.failedStep, *plan.failedPath,
+                                    std::strerror(plan.failedErrno))
+                      : fmt::format("{}: {}", plan.failedStep, std::strerror(plan.failedErrno)));
+  }
+  if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+    return Status(StatusCode::kInternal,
+                  "the process that makes the pod's namespaces ended before it was done");
+  }
+  return Status::ok();
 }
 
 }  // namespace
@@ -77,19 +203,41 @@ void PodNamespaces::run(std::vector<std::string> args, std::function<void(Status
 }
 
 void PodNamespaces::pin(const PinRequest& request, std::function<void(Status)> done) {
-  std::vector<std::string> args{"pin", request.dir};
-  if (request.net) args.emplace_back("--net");
-  if (request.ipc) args.emplace_back("--ipc");
-  if (request.uts) args.emplace_back("--uts");
-  if (!request.hostname.empty()) {
-    args.emplace_back("--hostname");
-    args.push_back(request.hostname);
-  }
+  auto plan = std::make_shared<PinPlan>();
+  plan->unshareFlags = (request.net ? CLONE_NEWNET : 0) | (request.ipc ? CLONE_NEWIPC : 0) |
+                       (request.uts ? CLONE_NEWUTS : 0);
+  plan->hostname = request.uts ? request.hostname : std::string();
+  plan->loopbackUp = request.net;
   for (const auto& sysctl : request.sysctls) {
-    args.emplace_back("--sysctl");
-    args.push_back(sysctl);
+    // Resolved by the child in its own namespaces: /proc/sys/net and kernel.shm*/msg*/sem are
+    // the writer's. The pod manager has checked that each one is namespaced.
+    const size_t eq = sysctl.find('=');
+    std::string key = sysctl.substr(0, eq);
+    if (eq == std::string::npos || key.empty() || key.find("..") != std::string::npos ||
+        key.find('/') != std::string::npos) {
+      done(Status(StatusCode::kInvalidArgument,
+                  fmt::format("sysctl '{}' is not KEY=VALUE with a dotted key", sysctl)));
+      return;
+    }
+    std::replace(key.begin(), key.end(), '.', '/');
+    plan->sysctls.emplace_back("/proc/sys/" + key, sysctl.substr(eq + 1));
   }
-  run(std::move(args), std::move(done));
+  for (const auto& [wanted, name] :
+       {std::pair{request.net, "net"}, {request.ipc, "ipc"}, {request.uts, "uts"}}) {
+    if (wanted) {
+      plan->pins.emplace_back(std::string("/proc/self/ns/") + name, request.dir + "/" + name);
+    }
+  }
+  auto result = std::make_shared<Status>();
+  const int rc = loop::queueWork(
+      loop_, "pin pod namespaces", [plan, result] { *result = pinOnWorker(*plan); },
+      [result, done, alive = lifetime_.watch()] {
+        if (!alive.expired()) done(*result);
+      });
+  if (rc != 0) {
+    done(Status(StatusCode::kInternal,
+                fmt::format("queue the pinning of the pod's namespaces: {}", uv_strerror(rc))));
+  }
 }
 
 void PodNamespaces::startPidNamespace(const std::string& pidFile,

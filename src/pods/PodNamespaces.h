@@ -1,6 +1,6 @@
-// The pod's namespaces, made by monocri-pod-init (a child on the loop, never the daemon itself
-// entering a namespace): net, ipc and uts pinned by bind mounts under the pod's run dir, and, for
-// a pod sharing one pid namespace, the init process that holds it.
+// The pod's namespaces, never entered by the daemon's own threads: net, ipc and uts made by a
+// short-lived child cloned from a worker thread (no exec) and pinned by bind mounts under the
+// pod's run dir; for a pod sharing one pid namespace, monocri-pod-init holds it.
 #pragma once
 
 #include <sys/types.h>

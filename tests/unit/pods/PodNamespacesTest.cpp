@@ -1,0 +1,171 @@
+// PodNamespaces::pin with real namespaces (root, in the harness's private mount and network
+// namespaces): what a process joining the pinned namespaces sees, and that a failure leaves
+// nothing pinned.
+#include "pods/PodNamespaces.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+
+#include "loop/Loop.h"
+
+namespace monocri::pods {
+namespace {
+
+namespace fs = std::filesystem;
+
+class PodNamespacesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/pod-ns-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+  }
+  void TearDown() override {
+    for (const char* name : {"net", "ipc", "uts"}) {
+      const std::string path = dir_ + "/" + name;
+      umount2(path.c_str(), MNT_DETACH);
+    }
+    fs::remove_all(dir_);
+  }
+
+  grpc::Status pin(const PodNamespaces::PinRequest& request) {
+    loop::Loop loop;
+    PodNamespaces namespaces(loop, "/nonexistent/monocri-pod-init");  // pin execs nothing
+    std::optional<grpc::Status> result;
+    namespaces.pin(request, [&](grpc::Status status) { result = status; });
+    loop.run();
+    EXPECT_TRUE(result.has_value());
+    return result.value_or(grpc::Status(grpc::StatusCode::kUnknown, "pin never answered"));
+  }
+
+  // What a child that joined the pinned namespaces prints: its hostname, whether lo is up, and
+  // a net sysctl, as "hostname lo-up port-start".
+  std::string seenFromInside() const {
+    int out[2];
+    if (pipe(out) != 0) return "pipe failed";
+    const pid_t child = fork();
+    if (child == 0) {
+      close(out[0]);
+      for (const char* name : {"net", "uts"}) {
+        const int fd = open((dir_ + "/" + name).c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || setns(fd, 0) != 0) _exit(10);
+      }
+      char host[128] = {};
+      gethostname(host, sizeof(host) - 1);
+      const int sock = socket(AF_INET, SOCK_DGRAM, 0);
+      ifreq request{};
+      std::strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
+      const bool up = ioctl(sock, SIOCGIFFLAGS, &request) == 0 && (request.ifr_flags & IFF_UP);
+      std::ifstream sysctl("/proc/sys/net/ipv4/ip_unprivileged_port_start");
+      std::string port;
+      sysctl >> port;
+      const std::string line = std::string(host) + (up ? " up " : " down ") + port;
+      (void)!write(out[1], line.data(), line.size());
+      _exit(0);
+    }
+    close(out[1]);
+    std::string seen;
+    char buffer[256];
+    ssize_t n;
+    while ((n = read(out[0], buffer, sizeof(buffer))) > 0)
+      seen.append(buffer, n);
+    close(out[0]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return "the child could not join";
+    return seen;
+  }
+
+  static bool isMountPoint(const std::string& path) {
+    std::ifstream mounts("/proc/self/mountinfo");
+    std::string line;
+    while (std::getline(mounts, line)) {
+      std::istringstream fields(line);
+      std::string id, parent, device, root, point;
+      fields >> id >> parent >> device >> root >> point;
+      if (point == path) return true;
+    }
+    return false;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(PodNamespacesTest, PinnedNamespacesHoldTheHostnameLoopbackAndSysctls) {
+  PodNamespaces::PinRequest request;
+  request.dir = dir_;
+  request.net = request.ipc = request.uts = true;
+  request.hostname = "web-0";
+  request.sysctls = {"net.ipv4.ip_unprivileged_port_start=42"};
+  const grpc::Status status = pin(request);
+  ASSERT_TRUE(status.isOk()) << status.message();
+  for (const char* name : {"net", "ipc", "uts"}) {
+    EXPECT_TRUE(isMountPoint(dir_ + "/" + name)) << name;
+  }
+  // New namespaces, not the test's own.
+  struct stat pinned {
+  }, own{};
+  ASSERT_EQ(stat((dir_ + "/net").c_str(), &pinned), 0);
+  ASSERT_EQ(stat("/proc/self/ns/net", &own), 0);
+  EXPECT_NE(pinned.st_ino, own.st_ino);
+  EXPECT_EQ(seenFromInside(), "web-0 up 42");
+  char host[128] = {};
+  gethostname(host, sizeof(host) - 1);
+  EXPECT_STRNE(host, "web-0");  // the test's own namespace is untouched
+}
+
+TEST_F(PodNamespacesTest, AFailedPinLeavesNothingPinned) {
+  std::ofstream(dir_ + "/ipc") << "in the way";  // the second pin cannot be created
+  PodNamespaces::PinRequest request;
+  request.dir = dir_;
+  request.net = request.ipc = request.uts = true;
+  const grpc::Status status = pin(request);
+  ASSERT_FALSE(status.isOk());
+  EXPECT_NE(status.message().find(dir_ + "/ipc"), std::string::npos) << status.message();
+  EXPECT_NE(status.message().find("File exists"), std::string::npos) << status.message();
+  EXPECT_FALSE(isMountPoint(dir_ + "/net"));
+  EXPECT_FALSE(fs::exists(dir_ + "/net"));  // the first pin was undone
+  EXPECT_FALSE(fs::exists(dir_ + "/uts"));
+}
+
+TEST_F(PodNamespacesTest, AnUnknownSysctlIsNamedAndNothingIsPinned) {
+  PodNamespaces::PinRequest request;
+  request.dir = dir_;
+  request.net = true;
+  request.sysctls = {"net.ipv4.no_such_sysctl=1"};
+  const grpc::Status status = pin(request);
+  ASSERT_FALSE(status.isOk());
+  EXPECT_NE(status.message().find("/proc/sys/net/ipv4/no_such_sysctl"), std::string::npos)
+      << status.message();
+  EXPECT_FALSE(fs::exists(dir_ + "/net"));
+}
+
+TEST_F(PodNamespacesTest, AMalformedSysctlIsRefusedBeforeAnyNamespaceIsMade) {
+  PodNamespaces::PinRequest request;
+  request.dir = dir_;
+  request.net = true;
+  request.sysctls = {"net/../../kernel/panic=1"};
+  const grpc::Status status = pin(request);
+  ASSERT_FALSE(status.isOk());
+  EXPECT_EQ(status.code(), grpc::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(fs::exists(dir_ + "/net"));
+}
+
+}  // namespace
+}  // namespace monocri::pods
