@@ -108,6 +108,23 @@ CriContainerService::CriContainerService(grpc::GrpcServer& server,
         containers_.remove(request.container_id(), answerEmptyWhenDone(r));
       });
 
+  server.addUnary<v1::ExecSyncRequest, v1::ExecSyncResponse>(
+      runtimeMethod("ExecSync"),
+      [this](v1::ExecSyncRequest&& request, UnaryResponder<v1::ExecSyncResponse> r) {
+        if (Status s = needId(request.container_id()); !s.isOk()) return r.fail(s);
+        auto responder = shareResponder(r);
+        containers_.execSync(request.container_id(), {request.cmd().begin(), request.cmd().end()},
+                             request.timeout(),
+                             [responder](Status status, exec::ExecSyncResult result) {
+                               if (!status.isOk()) return responder->fail(status);
+                               v1::ExecSyncResponse response;
+                               response.set_exit_code(result.exitCode);
+                               response.set_stdout(std::move(result.stdoutBytes));
+                               response.set_stderr(std::move(result.stderrBytes));
+                               responder->finish(response);
+                             });
+      });
+
   server.addUnary<v1::ReopenContainerLogRequest, v1::ReopenContainerLogResponse>(
       runtimeMethod("ReopenContainerLog"),
       [this](v1::ReopenContainerLogRequest&& request,

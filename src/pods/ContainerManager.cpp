@@ -162,6 +162,70 @@ ContainerManager::~ContainerManager() {
   pods_.removeContainersOf = nullptr;
 }
 
+void ContainerManager::execSync(const std::string& id, std::vector<std::string> cmd,
+                                int64_t timeoutSeconds,
+                                std::function<void(Status, exec::ExecSyncResult)> done) {
+  auto fail = [this, &done](Status status) {
+    loop_.defer(lifetime_.watch(), [done, status] { done(status, {}); });
+  };
+  if (cmd.empty()) return fail(Status(StatusCode::kInvalidArgument, "ExecSync needs a cmd"));
+  if (timeoutSeconds < 0) {
+    return fail(Status(StatusCode::kInvalidArgument,
+                       fmt::format("ExecSync timeout {} is negative", timeoutSeconds)));
+  }
+  const Container* c = find(id);
+  if (c == nullptr) {
+    return fail(Status(StatusCode::kNotFound, fmt::format("container {} not found", id)));
+  }
+  if (c->state != ContainerState::kRunning) {
+    return fail(Status(StatusCode::kFailedPrecondition,
+                       fmt::format("container {} is not running: nothing to exec in", id)));
+  }
+  // The container's own process settings, with the command in place of its args.
+  const std::string bundle = bundleDir(id);
+  std::string text;
+  if (std::string error = state::readFile(bundle + "/config.json", 4 << 20, text); !error.empty()) {
+    return fail(Status(StatusCode::kInternal, error));
+  }
+  nlohmann::json process = nlohmann::json::parse(text, nullptr, false);
+  if (process.is_discarded() || !process.is_object() || !process.contains("process") ||
+      !process["process"].is_object()) {
+    return fail(
+        Status(StatusCode::kInternal, fmt::format("{}/config.json has no process object", bundle)));
+  }
+  process = std::move(process["process"]);
+  process["args"] = std::move(cmd);
+  process["terminal"] = false;
+  process.erase("consoleSize");
+  const uint64_t n = nextExecSync_++;
+  exec::ExecSyncRequest request;
+  request.containerId = id;
+  request.processFile = fmt::format("{}/exec-{}.json", bundle, n);
+  request.pidFile = fmt::format("{}/exec-{}.pid", bundle, n);
+  request.timeoutSeconds = timeoutSeconds;
+  request.owner = fmt::format("exec-{}-{}", id.substr(0, 40), n);  // the keeper takes 64 bytes
+  // The run root is a tmpfs; a crash loses the call anyway.
+  if (std::string error = state::writeFileAtomically(request.processFile, process.dump(), 0600,
+                                                     state::Durability::kProcessCrash);
+      !error.empty()) {
+    return fail(Status(StatusCode::kInternal, error));
+  }
+  unlink(request.pidFile.c_str());  // a stale one would name a process to kill at the timeout
+  auto removeFiles = [files = std::pair{request.processFile, request.pidFile}] {
+    unlink(files.first.c_str());
+    unlink(files.second.c_str());
+  };
+  execSyncs_.emplace(n, exec::ExecSyncCall::start(loop_, runtime_, exits_, std::move(request),
+                                                  [this, n, removeFiles, done = std::move(done)](
+                                                      Status status, exec::ExecSyncResult result) {
+                                                    removeFiles();
+                                                    // The call is on the stack: freed after.
+                                                    loop_.defer(lifetime_.watch(),
+                                                                [this, n] { execSyncs_.erase(n); });
+                                                    done(std::move(status), std::move(result));
+                                                  }));
+}
+
 std::string ContainerManager::bundleDir(const std::string& id) const {
   return options_.runRoot + "/containers/" + id;
 }

@@ -17,6 +17,7 @@
 
 #include "api.pb.h"
 #include "cri-bridge/grpc/GrpcStatus.h"
+#include "exec/ExecSyncCall.h"
 #include "loop/Loop.h"
 #include "loop/Timer.h"
 #include "monitor/ContainerIo.h"
@@ -110,6 +111,11 @@ class ContainerManager {
   std::vector<const Container*> ofPod(const std::string& podId) const;
   nlohmann::json verboseInfo(const Container& container) const;
 
+  // ExecSync: `cmd` run to its end in the running container `id`, with the container's process
+  // settings (env, user, cwd, capabilities...), no terminal (see exec::ExecSyncCall).
+  void execSync(const std::string& id, std::vector<std::string> cmd, int64_t timeoutSeconds,
+                std::function<void(grpc::Status, exec::ExecSyncResult)> done);
+
   // For the pod manager: every container of a pod stopped (or removed).
   void stopAllOf(const std::string& podId, std::function<void(grpc::Status)> done);
   void removeAllOf(const std::string& podId, std::function<void(grpc::Status)> done);
@@ -144,6 +150,8 @@ class ContainerManager {
   monitor::ExitMonitor& exits_;
   std::map<std::string, std::unique_ptr<Container>> containers_;
   std::map<std::string, std::vector<CreateDone>> pendingCreates_;  // by key
+  std::map<uint64_t, std::unique_ptr<exec::ExecSyncCall>> execSyncs_;
+  uint64_t nextExecSync_ = 0;
   loop::LifetimeGuard lifetime_;
 };
 

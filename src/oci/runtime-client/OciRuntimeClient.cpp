@@ -298,6 +298,28 @@ void OciRuntimeClient::start(const std::string& id, std::function<void(Status)> 
       });
 }
 
+void OciRuntimeClient::exec(const RuntimeExecOptions& options,
+                            std::function<void(Status, RuntimeOutcome)> done) {
+  if (!isValidContainerId(options.id)) {
+    answerLater([done = std::move(done), message = invalidIdMessage(options.id)] {
+      done(Status(StatusCode::kInvalidArgument, message), RuntimeOutcome{});
+    });
+    return;
+  }
+  RuntimeInvocation invocation;
+  invocation.deadlineMs = options.deadlineMs;
+  invocation.stdinFd = options.stdinFd >= 0 ? options.stdinFd : RuntimeInvocation::kNull;
+  invocation.stdoutFd = options.stdoutFd >= 0 ? options.stdoutFd : RuntimeInvocation::kNull;
+  invocation.stderrFd = options.stderrFd >= 0 ? options.stderrFd : RuntimeInvocation::kNull;
+  run({"exec", "--detach", "--process", options.processFile, "--pid-file", options.pidFile,
+       options.id},
+      std::move(invocation),
+      [this, id = options.id, done = std::move(done)](RuntimeOutcome outcome) {
+        Status status = outcome.succeeded() ? Status::ok() : failure("exec", id, outcome);
+        done(std::move(status), std::move(outcome));
+      });
+}
+
 void OciRuntimeClient::kill(const std::string& id, int signal, bool all,
                             std::function<void(Status)> done) {
   std::string invalid;

@@ -36,6 +36,17 @@ struct RuntimeCreateOptions {
   int stderrFd = -1;
 };
 
+struct RuntimeExecOptions {
+  std::string id;
+  std::string processFile;  // the OCI spec's "process" object as JSON: args, env, user...
+  std::string pidFile;      // where the runtime writes the exec'd process's pid
+  // As RuntimeCreateOptions': the runtime's stdio and so the process's (-1: /dev/null).
+  int stdinFd = -1;
+  int stdoutFd = -1;
+  int stderrFd = -1;
+  uint64_t deadlineMs = 0;  // the runtime (and so the process) is killed after it
+};
+
 struct RuntimeDeadlines {
   uint64_t createMs = 240'000;  // image rootfs on a slow disk, many containers at once
   uint64_t otherMs = 30'000;
@@ -63,6 +74,12 @@ class OciRuntimeClient {
   // container is killed first, and a container that does not exist is fine.
   void remove(const std::string& id, bool force, std::function<void(grpc::Status)> done);
   void state(const std::string& id, std::function<void(grpc::Status, OciState)> done);
+  // `runtime exec --detach --process FILE --pid-file FILE ID`: the runtime starts the process
+  // with the given stdio as its own (no copying runtime in between, which would wait for every
+  // holder of the pipes to close them) and exits; the process is then the subreaper's, its pid
+  // in the pid file. The status says why when the process could not be started.
+  void exec(const RuntimeExecOptions& options,
+            std::function<void(grpc::Status, RuntimeOutcome)> done);
   // `runtime update --resources -`: `linuxResources` is the OCI spec's linux.resources object.
   void update(const std::string& id, const nlohmann::json& linuxResources,
               std::function<void(grpc::Status)> done);
