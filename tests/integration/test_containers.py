@@ -29,17 +29,25 @@ def registry():
         yield r
 
 
-@pytest.fixture
-def daemon(tmp_path, registry):
-    conf = tmp_path / "registries.conf"
+def pulled_daemon(directory, registry, **kwargs):
+    """A started daemon using the test registry, with the busybox image pulled (`d.image`) and
+    a cgroup parent under this test's own cgroups. `kwargs` go to Daemon (keeper, config...)."""
+    conf = directory / "registries.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(f'[[registry]]\nlocation = "{registry.address}"\ninsecure = true\n')
-    d = Daemon(str(tmp_path / "d"), args=["--registries-conf", str(conf)]).start()
+    d = Daemon(str(directory / "d"), args=["--registries-conf", str(conf)], **kwargs).start()
     d.image = f"{registry.address}/test/busybox:1"
     with d.channel() as channel:
         unary(channel, IMAGE + "PullImage",
               api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=d.image)),
               api_pb2.PullImageResponse, timeout=120)
     d.cgroup_parent = f"monocri-test-{os.getpid()}"  # relative: under this test's own cgroups
+    return d
+
+
+@pytest.fixture
+def daemon(tmp_path, registry):
+    d = pulled_daemon(tmp_path, registry)
     yield d
     with d.channel() as channel:
         pods = unary(channel, RUNTIME + "ListPodSandbox", api_pb2.ListPodSandboxRequest(),
@@ -417,16 +425,7 @@ def daemon_children(d):
 
 
 def keeper_daemon(tmp_path, registry):
-    conf = tmp_path / "registries.conf"
-    conf.write_text(f'[[registry]]\nlocation = "{registry.address}"\ninsecure = true\n')
-    d = Daemon(str(tmp_path / "d"), args=["--registries-conf", str(conf)], keeper=True).start()
-    d.image = f"{registry.address}/test/busybox:1"
-    d.cgroup_parent = f"monocri-test-{os.getpid()}"
-    with d.channel() as channel:
-        unary(channel, IMAGE + "PullImage",
-              api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=d.image)),
-              api_pb2.PullImageResponse, timeout=120)
-    return d
+    return pulled_daemon(tmp_path, registry, keeper=True)
 
 
 def test_sighup_restarts_the_daemon_and_loses_nothing(tmp_path, registry):

@@ -7,9 +7,9 @@ import time
 import grpc
 import pytest
 
-from monocri_harness import Daemon, api_pb2, unary
+from monocri_harness import api_pb2, unary
 from test_containers import (RUNTIME, call, create, daemon, make_pod,  # noqa: F401
-                             registry, start, status, wait_exited)
+                             keeper_daemon, registry, start, wait_exited)
 
 BIG = 64 * 1024 * 1024
 
@@ -124,16 +124,8 @@ def test_bad_calls_get_clear_errors(daemon, running, tmp_path):
 def test_under_the_keeper_the_exit_comes_from_the_subreaper(tmp_path, registry):
     """With the keeper (the normal case) the detached process is the keeper's to reap: its exit
     code still comes back, and a kill at the timeout still ends it."""
-    conf = tmp_path / "registries.conf"
-    conf.write_text(f'[[registry]]\nlocation = "{registry.address}"\ninsecure = true\n')
-    d = Daemon(str(tmp_path / "k"), args=["--registries-conf", str(conf)], keeper=True).start()
-    d.image = f"{registry.address}/test/busybox:1"
-    d.cgroup_parent = f"monocri-test-{os.getpid()}"
+    d = keeper_daemon(tmp_path / "k", registry)
     try:
-        with d.channel() as channel:
-            unary(channel, "/runtime.v1.ImageService/PullImage",
-                  api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=d.image)),
-                  api_pb2.PullImageResponse, timeout=120)
         pod = make_pod(d, tmp_path, name="pod-keeper")
         container_id = create(d, pod, "sleeper", ["sleep", "3600"])
         start(d, container_id)

@@ -15,8 +15,8 @@ import pytest
 
 from monocri_harness import api_pb2, unary
 from test_containers import (RECORD, RUNTIME, call, create, daemon,  # noqa: F401
-                             daemon_children, keeper_daemon, make_pod, registry, start,
-                             wait_exited)
+                             daemon_children, keeper_daemon, make_pod, pulled_daemon, registry,
+                             start, wait_exited)
 
 
 def random_stream(seed, size):
@@ -260,18 +260,8 @@ def test_a_pod_lowers_the_log_rate_and_the_excess_is_dropped_with_markers(daemon
 
 
 def test_the_node_size_cap_stops_a_log_file_with_one_marker(tmp_path, registry):
-    from monocri_harness import Daemon
-    conf = tmp_path / "registries.conf"
-    conf.write_text(f'[[registry]]\nlocation = "{registry.address}"\ninsecure = true\n')
-    d = Daemon(str(tmp_path / "d"), args=["--registries-conf", str(conf)],
-               config="container_log_size_max = 65536\n").start()
-    d.image = f"{registry.address}/test/busybox:1"
-    d.cgroup_parent = f"monocri-test-{os.getpid()}"
+    d = pulled_daemon(tmp_path, registry, config="container_log_size_max = 65536\n")
     try:
-        with d.channel() as channel:
-            unary(channel, "/runtime.v1.ImageService/PullImage",
-                  api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=d.image)),
-                  api_pb2.PullImageResponse, timeout=120)
         pod = make_pod(d, tmp_path, name="big")
         container_id = create(d, pod, "c", ["sh", "-c", "yes 0123456789 | head -c 1000000"])
         start(d, container_id)
