@@ -44,7 +44,8 @@ IMPLEMENTED = {
 ABOUT_RECORDED_OBJECTS = {"/runtime.v1.RuntimeService/PodSandboxStatus",
                           "/runtime.v1.RuntimeService/ContainerStatus",
                           "/runtime.v1.RuntimeService/CreateContainer",
-                          "/runtime.v1.RuntimeService/StartContainer"}
+                          "/runtime.v1.RuntimeService/StartContainer",
+                          "/runtime.v1.RuntimeService/ExecSync"}
 DEFAULT_WINDOW = 65535
 
 
