@@ -51,7 +51,9 @@ def reassemble(paths):
     return {k: bytes(v) for k, v in streams.items()}
 
 
-def flood_container(daemon, tmp_path, name, size, paced=False):
+def flood_container(daemon, tmp_path, name, size, paced=False, hold=False):
+    """`hold`: once done writing, the container waits for a file `done` in its data dir (the
+    test creates it), so that it is still running whatever the machine's speed."""
     data_dir = tmp_path / f"data-{name}"
     data_dir.mkdir()
     out, err = random_stream(1, size), random_stream(2, size)
@@ -64,7 +66,8 @@ def flood_container(daemon, tmp_path, name, size, paced=False):
              if paced else "cat /data/$1")
     container_id = create(
         daemon, pod, name,
-        ["sh", "-c", f"w() {{ {write}; }}; w out & w err >&2; wait"],
+        ["sh", "-c", f"w() {{ {write}; }}; w out & w err >&2; wait"
+         + ("; while [ ! -e /data/done ]; do sleep 0.05; done" if hold else "")],
         mounts=[api_pb2.Mount(container_path="/data", host_path=str(data_dir), readonly=True)])
     return pod, container_id, out, err
 
@@ -125,12 +128,16 @@ def test_kill_9_of_the_daemon_in_the_middle_of_a_flood_loses_and_duplicates_noth
     journal. The reassembled log equals what the container wrote, byte for byte."""
     d = keeper_daemon(tmp_path, registry)
     try:
-        pod, container_id, out, err = flood_container(d, tmp_path, "kill9", 12 << 20, paced=True)
+        pod, container_id, out, err = flood_container(d, tmp_path, "kill9", 12 << 20, paced=True,
+                                                      hold=True)
         start(d, container_id)
         log = os.path.join(pod[1].log_directory, "kill9/0.log")
         kills = 0
+        logged_at_first_kill = None
         while kills < 3 and status_state(d, container_id) == api_pb2.CONTAINER_RUNNING:
             time.sleep(0.2 + 0.1 * kills)
+            if logged_at_first_kill is None:
+                logged_at_first_kill = os.path.getsize(log) if os.path.exists(log) else 0
             [victim] = daemon_children(d)
             os.kill(victim, signal.SIGKILL)
             kills += 1
@@ -139,7 +146,11 @@ def test_kill_9_of_the_daemon_in_the_middle_of_a_flood_loses_and_duplicates_noth
                 assert time.monotonic() < deadline, d.log()[-2000:]
                 time.sleep(0.02)
             d.wait_ready()
-        assert kills == 3, "the flood ended before three kills: make it longer"
+        assert kills == 3, "the container ended before three kills"
+        # At least the first kill came in the middle of the flood (a slow machine may see the
+        # later ones after it: the container is held until the test lets it go).
+        assert logged_at_first_kill < len(out) + len(err), "the flood ended before any kill"
+        (tmp_path / "data-kill9" / "done").touch()
         deadline = time.monotonic() + 60
         while True:
             try:
