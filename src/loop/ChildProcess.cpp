@@ -16,8 +16,6 @@ extern char** environ;
 
 namespace monocri::loop {
 
-namespace {
-
 int pidfdOpen(pid_t pid) {
   return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
 }
@@ -25,8 +23,6 @@ int pidfdOpen(pid_t pid) {
 int pidfdSendSignal(int pidfd, int signal) {
   return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0));
 }
-
-}  // namespace
 
 std::string ChildExit::describe() const {
   if (signaled) return fmt::format("signal {} ({})", code, strsignal(code));

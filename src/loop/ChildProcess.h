@@ -14,6 +14,11 @@
 
 namespace monocri::loop {
 
+// pidfd_open(2) and pidfd_send_signal(2), which glibc 2.36 does not wrap: -1 with errno set on
+// failure. A signal through a pidfd cannot reach a recycled pid.
+int pidfdOpen(pid_t pid);
+int pidfdSendSignal(int pidfd, int signal);
+
 struct ChildExit {
   bool signaled = false;
   int code = 0;                  // exit status, or the signal number

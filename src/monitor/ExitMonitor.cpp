@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "loop/ChildProcess.h"
 #include "loop/Handle.h"
 #include "monitor/KeeperLink.h"
 #include "state/UniqueFd.h"
@@ -62,7 +62,7 @@ void ExitMonitor::expect(const std::string& owner, pid_t pid,
 void ExitMonitor::watchLocal(const std::string& owner, pid_t pid) {
   const auto key = std::make_pair(owner, pid);
   auto watch = std::make_unique<Watch>();
-  watch->pidfd.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  watch->pidfd.reset(loop::pidfdOpen(pid));
   if (!watch->pidfd.valid()) {
     // Gone already (reaped by whoever was its parent while no daemon ran): status unknown.
     spdlog::warn("container {}: pid {} is gone and its exit status unknown", owner, pid);

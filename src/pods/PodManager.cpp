@@ -7,7 +7,6 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "loop/ChildProcess.h"
 #include "pods/PodFiles.h"
 #include "state/StateFiles.h"
 #include "state/UniqueFd.h"
@@ -510,9 +510,9 @@ void PodManager::killInit(PodSandbox& pod) {
   if (pod.initPid <= 0) return;
   if (initAlive(pod)) {
     // Through a pidfd, checked again after opening it: never a recycled pid.
-    state::UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pod.initPid, 0)));
+    state::UniqueFd pidfd(loop::pidfdOpen(pod.initPid));
     if (pidfd.valid() && startTicksOf(pod.initPid) == pod.initStartTicks) {
-      syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+      loop::pidfdSendSignal(pidfd.get(), SIGKILL);
     }
   }
   pod.initPid = 0;
