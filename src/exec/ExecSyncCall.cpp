@@ -3,14 +3,12 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 
-#include "state/StateFiles.h"
+#include "loop/ChildProcess.h"
 #include "state/UniqueFd.h"
 
 namespace monocri::exec {
@@ -18,20 +16,6 @@ namespace monocri::exec {
 using grpc::Status;
 using grpc::StatusCode;
 using state::UniqueFd;
-
-namespace {
-
-// The exec'd process's pid as the runtime wrote it; 0 while it has not (the process is not
-// started yet) or when the file says nothing usable.
-pid_t readPid(const std::string& pidFile) {
-  std::string text;
-  if (!state::readFile(pidFile, 32, text).empty()) return 0;
-  pid_t pid = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), pid);
-  return ec == std::errc() && pid > 1 ? pid : 0;
-}
-
-}  // namespace
 
 // Both captures must fit in one response kubelet accepts (grpc::kMaxMessageBytes, its own
 // limit): each keeps at least half of the room, and what one does not use the other may.
@@ -86,17 +70,14 @@ std::unique_ptr<ExecSyncCall> ExecSyncCall::start(loop::Loop& loop, oci::OciRunt
   options.pidFile = raw->request_.pidFile;
   options.stdoutFd = stdoutWrite.get();
   options.stderrFd = stderrWrite.get();
-  const int64_t timeout = raw->request_.timeoutSeconds;
-  options.deadlineMs = kRuntimeDeadlineMs;
-  runtime.exec(options,
-               [raw, alive = raw->lifetime_.watch()](Status status, oci::RuntimeOutcome outcome) {
-                 if (!alive.expired()) raw->onRuntimeDone(std::move(status), std::move(outcome));
-               });
+  runtime.exec(options, [raw, alive = raw->lifetime_.watch()](Status status, pid_t pid) {
+    if (!alive.expired()) raw->onRuntimeDone(std::move(status), pid);
+  });
   // The runtime has its copies of the write ends (or never will): ours must go, or the pipes
   // would never end.
   stdoutWrite.reset();
   stderrWrite.reset();
-  if (timeout > 0) {
+  if (const int64_t timeout = raw->request_.timeoutSeconds; timeout > 0) {
     raw->timeout_ = loop::Timer::create(loop, "ExecSync timeout");
     raw->timeout_->start(static_cast<uint64_t>(timeout) * 1000, 0, [raw] { raw->onTimeout(); });
   }
@@ -141,36 +122,22 @@ void ExecSyncCall::onTimeout() {
   killProcess();
 }
 
-// SIGKILL to the exec'd process through a pidfd. Before the runtime has written its pid there is
-// nothing to kill yet: tried again shortly, until the process has ended.
+// SIGKILL to the exec'd process through a pidfd. Before the runtime has told its pid there is
+// nothing to kill yet: onRuntimeDone kills it on arrival.
 void ExecSyncCall::killProcess() {
-  if (processEnded_) return;
-  const pid_t pid = pid_ > 0 ? pid_ : readPid(request_.pidFile);
-  if (pid > 0) {
-    UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
-    if (pidfd.valid() && syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0) == 0) {
-      return;
-    }
-  }
-  timeout_->start(50, 0, [this] { killProcess(); });
+  if (processEnded_ || pid_ == 0) return;
+  UniqueFd pidfd(loop::pidfdOpen(pid_));
+  if (pidfd.valid()) loop::pidfdSendSignal(pidfd.get(), SIGKILL);
 }
 
-void ExecSyncCall::onRuntimeDone(Status status, oci::RuntimeOutcome) {
-  runtimeEnded_ = true;
-  if (status.isOk()) {
-    pid_ = readPid(request_.pidFile);
-    if (pid_ == 0) {
-      status = Status(StatusCode::kInternal,
-                      fmt::format("exec in {}: the OCI runtime wrote no pid to {}",
-                                  request_.containerId, request_.pidFile));
-    }
-  }
+void ExecSyncCall::onRuntimeDone(Status status, pid_t pid) {
   if (!status.isOk()) {
     runtimeStatus_ = std::move(status);
     processEnded_ = true;  // it never ran
     if (timeout_) timeout_->stop();
     return drainThenFinish();
   }
+  pid_ = pid;
   // The keeper (or, without one, the daemon) reaps it; an exit before this is remembered.
   exits_.track(request_.owner, pid_,
                [this, alive = lifetime_.watch(), &exits = exits_, owner = request_.owner,
@@ -178,6 +145,7 @@ void ExecSyncCall::onRuntimeDone(Status status, oci::RuntimeOutcome) {
                  exits.acknowledge(owner, pid);
                  if (!alive.expired()) onProcessExit(exit);
                });
+  if (timedOut_) killProcess();  // the timeout came while the runtime was starting it
 }
 
 void ExecSyncCall::onProcessExit(const monitor::ExitInfo& exit) {

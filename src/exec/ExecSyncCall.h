@@ -49,8 +49,6 @@ class ExecSyncCall {
   // message's own fields.
   static constexpr size_t kMaxResponseOutputBytes = grpc::kMaxMessageBytes - 64 * 1024;
   static constexpr uint64_t kDrainMs = 200;
-  // The runtime only starts the process (detached): as long as any other runtime call may take.
-  static constexpr uint64_t kRuntimeDeadlineMs = 30'000;
 
   using Done = std::function<void(grpc::Status, ExecSyncResult)>;
 
@@ -81,7 +79,7 @@ class ExecSyncCall {
   void onPipeEnded(Capture& capture);
   void onTimeout();
   void killProcess();
-  void onRuntimeDone(grpc::Status status, oci::RuntimeOutcome outcome);
+  void onRuntimeDone(grpc::Status status, pid_t pid);
   void onProcessExit(const monitor::ExitInfo& exit);
   // After the process (or the runtime that could not start it) ended: the pipes are read for
   // kDrainMs more unless they end before.
@@ -95,7 +93,6 @@ class ExecSyncCall {
   Capture stdout_, stderr_;
   loop::HandlePtr<loop::Timer> timeout_, drain_;
   bool timedOut_ = false;
-  bool runtimeEnded_ = false;
   bool processEnded_ = false;
   pid_t pid_ = 0;
   bool finished_ = false;

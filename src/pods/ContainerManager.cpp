@@ -210,7 +210,6 @@ void ContainerManager::execSync(const std::string& id, std::vector<std::string> 
       !error.empty()) {
     return fail(Status(StatusCode::kInternal, error));
   }
-  unlink(request.pidFile.c_str());  // a stale one would name a process to kill at the timeout
   auto removeFiles = [files = std::pair{request.processFile, request.pidFile}] {
     unlink(files.first.c_str());
     unlink(files.second.c_str());

@@ -228,15 +228,15 @@ void OciRuntimeClient::create(const RuntimeCreateOptions& options,
       });
 }
 
-void OciRuntimeClient::createSucceeded(const RuntimeCreateOptions& options,
-                                       std::function<void(Status, pid_t)> done) {
+void OciRuntimeClient::readPidFile(const std::string& path,
+                                   std::function<void(std::string error, pid_t pid)> done) {
   struct PidFile {
     std::string path;
     std::string error;
     pid_t pid = 0;
   };
   auto pidFile = std::make_shared<PidFile>();
-  pidFile->path = options.pidFile;
+  pidFile->path = path;
   const int rc = loop::queueWork(
       loop_, "read the runtime's pid file",
       [pidFile] {
@@ -250,24 +250,26 @@ void OciRuntimeClient::createSucceeded(const RuntimeCreateOptions& options,
           }
         }
       },
-      [this, alive = lifetime_.watch(), pidFile, id = options.id, done]() mutable {
-        if (alive.expired()) return;
-        if (pidFile->pid > 0) {
-          done(Status::ok(), pidFile->pid);
-          return;
-        }
-        cleanUpFailedCreate(id,
-                            Status(StatusCode::kInternal,
-                                   fmt::format("{} create {} succeeded but its pid is unknown: {}",
-                                               runtimeName_, id, pidFile->error)),
-                            std::move(done));
+      [alive = lifetime_.watch(), pidFile, done]() {
+        if (!alive.expired()) done(pidFile->error, pidFile->pid);
       });
   if (rc != 0) {
-    cleanUpFailedCreate(options.id,
-                        Status(StatusCode::kInternal, fmt::format("reading the pid file of {}: {}",
-                                                                  options.id, uv_strerror(rc))),
-                        std::move(done));
+    answerLater([done, message = fmt::format("reading the pid file {}: {}", path,
+                                             uv_strerror(rc))] { done(message, 0); });
   }
+}
+
+void OciRuntimeClient::createSucceeded(const RuntimeCreateOptions& options,
+                                       std::function<void(Status, pid_t)> done) {
+  readPidFile(options.pidFile, [this, id = options.id, done = std::move(done)](std::string error,
+                                                                               pid_t pid) mutable {
+    if (pid > 0) return done(Status::ok(), pid);
+    cleanUpFailedCreate(id,
+                        Status(StatusCode::kInternal,
+                               fmt::format("{} create {} succeeded but its pid is unknown: {}",
+                                           runtimeName_, id, error)),
+                        std::move(done));
+  });
 }
 
 void OciRuntimeClient::cleanUpFailedCreate(const std::string& id, Status error,
@@ -299,24 +301,31 @@ void OciRuntimeClient::start(const std::string& id, std::function<void(Status)> 
 }
 
 void OciRuntimeClient::exec(const RuntimeExecOptions& options,
-                            std::function<void(Status, RuntimeOutcome)> done) {
+                            std::function<void(Status, pid_t)> done) {
   if (!isValidContainerId(options.id)) {
     answerLater([done = std::move(done), message = invalidIdMessage(options.id)] {
-      done(Status(StatusCode::kInvalidArgument, message), RuntimeOutcome{});
+      done(Status(StatusCode::kInvalidArgument, message), 0);
     });
     return;
   }
   RuntimeInvocation invocation;
-  invocation.deadlineMs = options.deadlineMs;
+  invocation.deadlineMs = deadlines_.otherMs;
   invocation.stdinFd = options.stdinFd >= 0 ? options.stdinFd : RuntimeInvocation::kNull;
   invocation.stdoutFd = options.stdoutFd >= 0 ? options.stdoutFd : RuntimeInvocation::kNull;
   invocation.stderrFd = options.stderrFd >= 0 ? options.stderrFd : RuntimeInvocation::kNull;
   run({"exec", "--detach", "--process", options.processFile, "--pid-file", options.pidFile,
        options.id},
       std::move(invocation),
-      [this, id = options.id, done = std::move(done)](RuntimeOutcome outcome) {
-        Status status = outcome.succeeded() ? Status::ok() : failure("exec", id, outcome);
-        done(std::move(status), std::move(outcome));
+      [this, id = options.id, pidFile = options.pidFile,
+       done = std::move(done)](RuntimeOutcome outcome) mutable {
+        if (!outcome.succeeded()) return done(failure("exec", id, outcome), 0);
+        readPidFile(pidFile, [this, id, done = std::move(done)](std::string error, pid_t pid) {
+          if (pid > 0) return done(Status::ok(), pid);
+          done(Status(StatusCode::kInternal,
+                      fmt::format("{} exec {} started a process but its pid is unknown: {}",
+                                  runtimeName_, id, error)),
+               0);
+        });
       });
 }
 

@@ -44,7 +44,6 @@ struct RuntimeExecOptions {
   int stdinFd = -1;
   int stdoutFd = -1;
   int stderrFd = -1;
-  uint64_t deadlineMs = 0;  // the runtime (and so the process) is killed after it
 };
 
 struct RuntimeDeadlines {
@@ -77,9 +76,9 @@ class OciRuntimeClient {
   // `runtime exec --detach --process FILE --pid-file FILE ID`: the runtime starts the process
   // with the given stdio as its own (no copying runtime in between, which would wait for every
   // holder of the pipes to close them) and exits; the process is then the subreaper's, its pid
-  // in the pid file. The status says why when the process could not be started.
-  void exec(const RuntimeExecOptions& options,
-            std::function<void(grpc::Status, RuntimeOutcome)> done);
+  // in the pid file, which is read: `done` gets it (> 0), or the status says why the process
+  // could not be started.
+  void exec(const RuntimeExecOptions& options, std::function<void(grpc::Status, pid_t pid)> done);
   // `runtime update --resources -`: `linuxResources` is the OCI spec's linux.resources object.
   void update(const std::string& id, const nlohmann::json& linuxResources,
               std::function<void(grpc::Status)> done);
@@ -104,6 +103,8 @@ class OciRuntimeClient {
   void run(std::vector<std::string> args, RuntimeInvocation invocation, Finished finished);
   grpc::Status failure(const std::string& verb, const std::string& id,
                        const RuntimeOutcome& outcome) const;
+  // Reads a runtime's pid file on a worker; `done` gets the pid (> 0) or why there is none.
+  void readPidFile(const std::string& path, std::function<void(std::string error, pid_t)> done);
   void createSucceeded(const RuntimeCreateOptions& options,
                        std::function<void(grpc::Status, pid_t)> done);
   // Force-deletes a container a failed create may have left, then answers `error`.
