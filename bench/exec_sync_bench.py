@@ -20,7 +20,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from pod_start_bench import (IMAGE, RUNC, RUNTIME, api_pb2, make_log_dirs,  # noqa: E402,F401
+from pod_start_bench import (RUNC, RUNTIME, api_pb2, make_log_dirs,  # noqa: E402
                              percentile, push_busybox, remove_cgroups, start_daemon,
                              start_sleeper_pod, stop_daemon, tmpfs_at, unary)
 from registry import Registry  # noqa: E402

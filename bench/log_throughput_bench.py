@@ -47,7 +47,8 @@ from density_bench import CONMON, ConmonPeer, is_conmon, log_problems  # noqa: E
 from pod_start_bench import (  # noqa: E402
     CALL_TIMEOUT, RUNC, RUNTIME, Registry, api_pb2, clean_up_after_daemon, cpu_seconds,
     daemon_pid_of, pod_config, proc_stat_fields, push_busybox, remove_all_pods,
-    remove_cgroups, spec_template_of, start_daemon, unary, user_cpu_seconds, verbose_info)
+    remove_cgroups, spec_template_of, start_daemon, tmpfs_at, unary, user_cpu_seconds,
+    verbose_info)
 from monocri_harness import status_kib_of  # noqa: E402
 
 BUSYBOX = "/bin/busybox"  # the binary the test image ships: the generator on the host too
@@ -583,16 +584,12 @@ def main():
     problems, notes, verdicts = [], [], []
     daemon = None
     peer_base = None
-    mounted = []
+    mounts = contextlib.ExitStack()
     try:
         with Registry() as registry:
             push_busybox(registry)
             # The run root on tmpfs, as /run is on a node: the journal's spools live there.
-            run_root = os.path.join(scratch, "monocri", "d", "run")
-            os.makedirs(run_root, exist_ok=True)
-            subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", run_root],
-                           check=True)
-            mounted.append(run_root)
+            mounts.enter_context(tmpfs_at(os.path.join(scratch, "monocri", "d", "run")))
             daemon = start_daemon(
                 os.path.join(scratch, "monocri"), registry, "info", keeper=True,
                 config=f"container_log_journal = {'true' if args.journal == 'on' else 'false'}\n")
@@ -666,9 +663,7 @@ def main():
             shutil.rmtree(peer_base, ignore_errors=True)
         for left in remove_cgroups(cgroup_parent):
             problems.append(f"cgroup left: {left}")
-        for point in mounted:
-            if os.path.ismount(point):  # the daemon may have taken it down with its run root
-                subprocess.run(["umount", point], check=False)
+        mounts.close()
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(logs, ignore_errors=True)
 
