@@ -146,6 +146,7 @@ void ContainerIo::closeStdin() {
 }
 
 void ContainerIo::start(std::function<void()> drained) {
+  started_ = true;
   drained_ = std::move(drained);
   if (writer_) {
     writer_->setBacklogListener([this] {
@@ -163,6 +164,13 @@ void ContainerIo::start(std::function<void()> drained) {
       }
     }
     chargeTurn(bytes.size());
+    // A tap's callback may remove taps (its own included): walk by key.
+    for (uint64_t id = 0;;) {
+      auto it = taps_.upper_bound(id);
+      if (it == taps_.end()) break;
+      id = it->first;
+      it->second.onData(which, bytes);
+    }
   };
   if (terminal_) {
     openStreams_ = 1;
@@ -183,11 +191,7 @@ void ContainerIo::start(std::function<void()> drained) {
                   [this, stream] { streamEnded(stream); });
     }
   }
-  if (openStreams_ == 0 && drained_) {
-    auto done = std::move(drained_);
-    drained_ = nullptr;
-    done();
-  }
+  if (openStreams_ == 0) outputEnded();
 }
 
 void ContainerIo::chargeTurn(size_t bytes) {
@@ -231,11 +235,33 @@ void ContainerIo::streamEnded(LogStream which) {
   bool& ended = ended_[static_cast<size_t>(which)];
   if (ended) return;
   ended = true;
-  if (--openStreams_ == 0 && drained_) {
+  if (--openStreams_ == 0) outputEnded();
+}
+
+void ContainerIo::outputEnded() {
+  auto taps = std::move(taps_);
+  taps_.clear();
+  if (drained_) {
     auto drained = std::move(drained_);
     drained_ = nullptr;
     drained();
   }
+  for (auto& [id, tap] : taps)
+    tap.onEnd();
+}
+
+uint64_t ContainerIo::addTap(TapData onData, std::function<void()> onEnd) {
+  const uint64_t id = nextTap_++;
+  if (started_ && openStreams_ == 0) {
+    loop_.defer(lifetime_.watch(), std::move(onEnd));
+    return id;
+  }
+  taps_.emplace(id, Tap{std::move(onData), std::move(onEnd)});
+  return id;
+}
+
+void ContainerIo::removeTap(uint64_t id) {
+  taps_.erase(id);
 }
 
 }  // namespace monocri::monitor

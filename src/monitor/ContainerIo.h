@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -92,11 +93,21 @@ class ContainerIo {
 
   logging::LogWriter* writer() { return writer_.get(); }
 
+  // Attachers (kubectl attach): each tap sees the output as it is read, right after the log
+  // writer has it, and `onEnd` once the output reached its end (at once if it already had). A
+  // tap never slows the container or its log: what a slow attacher cannot take is its own
+  // connection's to drop. Taps may be removed from within their callbacks.
+  using TapData = std::function<void(logging::LogStream, std::string_view)>;
+  uint64_t addTap(TapData onData, std::function<void()> onEnd);
+  void removeTap(uint64_t id);
+
  private:
   ContainerIo(loop::Loop& loop, std::unique_ptr<logging::LogWriter> writer, ContainerIoMode mode)
       : loop_(loop), writer_(std::move(writer)), mode_(mode) {}
   grpc::Status adoptOutput(state::UniqueFd stdoutFd, state::UniqueFd stderrFd, std::string& error);
   void streamEnded(logging::LogStream which);
+  // Every output stream ended: the drained callback and the taps' ends run.
+  void outputEnded();
   // Counts a read against this turn's budget; past it, reading pauses until the next turn.
   void chargeTurn(size_t bytes);
   // Reads while nothing pauses it (a spent turn, a backlogged log writer).
@@ -111,10 +122,17 @@ class ContainerIo {
   state::UniqueFd stdoutWrite_, stderrWrite_, stdinRead_;  // the container's ends, until created
   state::UniqueFd stdinWrite_;                             // ours (not for a tty)
   int openStreams_ = 0;
+  bool started_ = false;
   std::array<bool, 2> ended_{};  // by logging::LogStream
   bool turnSpent_ = false;
   bool writerBacklogged_ = false;
   std::function<void()> drained_;
+  struct Tap {
+    TapData onData;
+    std::function<void()> onEnd;
+  };
+  std::map<uint64_t, Tap> taps_;
+  uint64_t nextTap_ = 1;
   uint64_t turn_ = 0;     // the loop turn turnBytes_ counts
   size_t turnBytes_ = 0;  // read from this container in that turn
   loop::LifetimeGuard lifetime_;

@@ -313,9 +313,14 @@ void OciRuntimeClient::exec(const RuntimeExecOptions& options,
   invocation.stdinFd = options.stdinFd >= 0 ? options.stdinFd : RuntimeInvocation::kNull;
   invocation.stdoutFd = options.stdoutFd >= 0 ? options.stdoutFd : RuntimeInvocation::kNull;
   invocation.stderrFd = options.stderrFd >= 0 ? options.stderrFd : RuntimeInvocation::kNull;
-  run({"exec", "--detach", "--process", options.processFile, "--pid-file", options.pidFile,
-       options.id},
-      std::move(invocation),
+  std::vector<std::string> args{"exec",       "--detach",     "--process", options.processFile,
+                                "--pid-file", options.pidFile};
+  if (!options.consoleSocket.empty()) {
+    args.push_back("--console-socket");
+    args.push_back(options.consoleSocket);
+  }
+  args.push_back(options.id);
+  run(std::move(args), std::move(invocation),
       [this, id = options.id, pidFile = options.pidFile,
        done = std::move(done)](RuntimeOutcome outcome) mutable {
         if (!outcome.succeeded()) return done(failure("exec", id, outcome), 0);

@@ -44,6 +44,8 @@ struct RuntimeExecOptions {
   int stdinFd = -1;
   int stdoutFd = -1;
   int stderrFd = -1;
+  // A process with a terminal: where the runtime sends its pty master (see ConsoleSocket).
+  std::string consoleSocket;
 };
 
 struct RuntimeDeadlines {
