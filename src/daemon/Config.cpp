@@ -187,6 +187,8 @@ std::string parseConfig(const std::string& text, const std::string& path, Config
       error = readCount(value, name, path, out.containerLogRateBurstBytes);
     } else if (name == "container_log_journal") {
       error = readBool(value, name, path, out.containerLogJournal);
+    } else if (name == "stream_address") {
+      error = readString(value, name, path, out.streamAddress);
     } else {
       error = fmt::format("{}: unknown key '{}'", where(value, path), name);
     }
@@ -205,6 +207,7 @@ std::string applyOverrides(const ConfigOverrides& overrides, Config& config) {
   if (overrides.stallThresholdMs) config.stallThresholdMs = *overrides.stallThresholdMs;
   if (overrides.shutdownGraceMs) config.shutdownGraceMs = *overrides.shutdownGraceMs;
   if (overrides.registriesConf) config.registriesConf = *overrides.registriesConf;
+  if (overrides.streamAddress) config.streamAddress = *overrides.streamAddress;
   if (overrides.pullProgressTimeoutMs) {
     config.pullProgressTimeoutMs = *overrides.pullProgressTimeoutMs;
   }
@@ -230,6 +233,7 @@ nlohmann::json configToJson(const Config& config) {
       {"containerLogRateBytesPerSecond", config.containerLogRateBytesPerSecond},
       {"containerLogRateBurstBytes", config.containerLogRateBurstBytes},
       {"containerLogJournal", config.containerLogJournal},
+      {"streamAddress", config.streamAddress},
   };
 }
 
@@ -245,13 +249,14 @@ std::string configToToml(const Config& config) {
       "max_concurrent_downloads = {}\npull_progress_timeout_ms = {}\n"
       "container_log_max_line_bytes = {}\ncontainer_log_size_max = {}\n"
       "container_log_rate_bytes_per_second = {}\ncontainer_log_rate_burst_bytes = {}\n"
-      "container_log_journal = {}\n",
+      "container_log_journal = {}\nstream_address = {}\n",
       tomlQuote(config.root), tomlQuote(config.runRoot), tomlQuote(config.listenPath()),
       tomlQuote(config.logLevel), config.stallThresholdMs, config.shutdownGraceMs,
       tomlQuote(config.ociRuntime), tomlQuote(config.registriesConf), pinned,
       config.maxConcurrentDownloads, config.pullProgressTimeoutMs, config.containerLogMaxLineBytes,
       config.containerLogSizeMax, config.containerLogRateBytesPerSecond,
-      config.containerLogRateBurstBytes, config.containerLogJournal ? "true" : "false");
+      config.containerLogRateBurstBytes, config.containerLogJournal ? "true" : "false",
+      tomlQuote(config.streamAddress));
 }
 
 }  // namespace monocri::daemon

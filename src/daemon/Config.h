@@ -34,6 +34,9 @@ struct Config {
   // Output goes through a spool under the run root so that a daemon crash loses none of it
   // (LogJournal); off, a crash loses what the daemon held, for about half the CPU per byte.
   bool containerLogJournal = true;
+  // The streaming server (exec, attach, port-forward URLs): HOST:PORT, IPv6 in brackets, port 0
+  // for one the kernel picks. kubelet must reach it; nothing else should.
+  std::string streamAddress = "127.0.0.1:0";
 
   std::string configPath;  // the file the values came from ("" if none)
 
@@ -43,7 +46,8 @@ struct Config {
 
 // Settings given on the command line; each one set overrides the file.
 struct ConfigOverrides {
-  std::optional<std::string> root, runRoot, listen, logLevel, ociRuntime, registriesConf;
+  std::optional<std::string> root, runRoot, listen, logLevel, ociRuntime, registriesConf,
+      streamAddress;
   std::optional<uint64_t> stallThresholdMs, shutdownGraceMs, pullProgressTimeoutMs;
 };
 

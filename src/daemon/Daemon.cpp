@@ -174,6 +174,14 @@ int Daemon::run() {
   criImages_ = std::make_unique<cri::CriImageService>(server_, *images_);
   criPods_ = std::make_unique<cri::CriPodService>(server_, *pods_, *containers_);
   criContainers_ = std::make_unique<cri::CriContainerService>(server_, *containers_, *pods_);
+  streams_ = std::make_unique<pods::ContainerStreams>(loop_, *containers_, *pods_, *runtimeClient_,
+                                                      *exits_);
+  streaming_ = std::make_unique<exec::StreamingServer>(loop_, *streams_);
+  if (std::string error = streaming_->listen(config_.streamAddress); !error.empty()) {
+    spdlog::critical("cannot start the streaming server: {}", error);
+    return 1;
+  }
+  criStreaming_ = std::make_unique<cri::CriStreamingService>(server_, *streaming_, *streams_);
 
   if (std::string error = server_.listen(socketPath, 0660); !error.empty()) {
     spdlog::critical("cannot serve the CRI: {}", error);
@@ -202,8 +210,10 @@ int Daemon::run() {
   std::string why;
   if (!runtime_.resolve(&why))
     spdlog::warn("{}: RuntimeReady stays false until it is installed", why);
-  spdlog::info("monocri {} ({}) serving the CRI on {} (pid {}, state in {}, run state in {})",
-               kVersion, kGitCommit, socketPath, getpid(), config_.root, config_.runRoot);
+  spdlog::info(
+      "monocri {} ({}) serving the CRI on {}, streams on {} (pid {}, state in {}, run state in {})",
+      kVersion, kGitCommit, socketPath, streaming_->baseUrl(), getpid(), config_.root,
+      config_.runRoot);
   loop_.run();
   spdlog::info("monocri stopped");
   return 0;
@@ -223,6 +233,7 @@ void Daemon::beginShutdown(int signum) {
     sigint_.reset();
     sighup_.reset();
     reclaimTimer_.reset();
+    streaming_->shutdown();
     images_->shutdown();
   });
 }

@@ -8,9 +8,11 @@
 #include "cri-bridge/CriImageService.h"
 #include "cri-bridge/CriPodService.h"
 #include "cri-bridge/CriService.h"
+#include "cri-bridge/CriStreamingService.h"
 #include "cri-bridge/HealthService.h"
 #include "cri-bridge/grpc/GrpcServer.h"
 #include "daemon/Config.h"
+#include "exec/StreamingServer.h"
 #include "loop/Loop.h"
 #include "loop/Signal.h"
 #include "loop/Timer.h"
@@ -22,6 +24,7 @@
 #include "oci/image/ImageManager.h"
 #include "oci/runtime-client/OciRuntimeClient.h"
 #include "pods/ContainerManager.h"
+#include "pods/ContainerStreams.h"
 #include "pods/PodManager.h"
 
 namespace monocri::daemon {
@@ -61,6 +64,10 @@ class Daemon {
   std::unique_ptr<logging::LogWriteThread> logWrites_;
   std::unique_ptr<pods::ContainerManager> containers_;
   std::unique_ptr<cri::CriContainerService> criContainers_;
+  // After the containers: sessions end before what they run in goes.
+  std::unique_ptr<pods::ContainerStreams> streams_;
+  std::unique_ptr<exec::StreamingServer> streaming_;
+  std::unique_ptr<cri::CriStreamingService> criStreaming_;
   std::unique_ptr<cri::HealthService> health_;
   loop::HandlePtr<loop::Signal> sigterm_;
   loop::HandlePtr<loop::Signal> sigint_;

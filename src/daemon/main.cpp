@@ -86,6 +86,8 @@ int main(int argc, char** argv) {
                  "[/etc/containers/registries.conf]");
   app.add_option("--pull-progress-timeout-ms", overrides.pullProgressTimeoutMs,
                  "A registry that sends nothing this long fails the pull [60000]");
+  app.add_option("--stream-address", overrides.streamAddress,
+                 "Streaming server for exec/attach/port-forward, HOST:PORT [127.0.0.1:0]");
   app.add_flag("--no-keeper", noKeeper,
                "Run without the keeper process: a crash of the daemon then loses containers' "
                "exits and output (tests, debugging)");

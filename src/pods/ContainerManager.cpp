@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 
+#include "exec/StreamRequestCache.h"
 #include "loop/WorkQueue.h"
 #include "oci/spec/SpecResources.h"
 #include "state/StateFiles.h"
@@ -162,6 +163,59 @@ ContainerManager::~ContainerManager() {
   pods_.removeContainersOf = nullptr;
 }
 
+Status ContainerManager::prepareExec(const std::string& id, std::vector<std::string> cmd, bool tty,
+                                     ExecFiles& out) {
+  if (cmd.empty()) return Status(StatusCode::kInvalidArgument, "an exec needs a cmd");
+  const Container* c = find(id);
+  if (c == nullptr) return Status(StatusCode::kNotFound, fmt::format("container {} not found", id));
+  if (c->state != ContainerState::kRunning) {
+    return Status(StatusCode::kFailedPrecondition,
+                  fmt::format("container {} is not running: nothing to exec in", id));
+  }
+  // The container's own process settings, with the command in place of its args.
+  const std::string bundle = bundleDir(id);
+  std::string text;
+  if (std::string error = state::readFile(bundle + "/config.json", 4 << 20, text); !error.empty()) {
+    return Status(StatusCode::kInternal, error);
+  }
+  nlohmann::json process = nlohmann::json::parse(text, nullptr, false);
+  if (process.is_discarded() || !process.is_object() || !process.contains("process") ||
+      !process["process"].is_object()) {
+    return Status(StatusCode::kInternal,
+                  fmt::format("{}/config.json has no process object", bundle));
+  }
+  process = std::move(process["process"]);
+  process["args"] = std::move(cmd);
+  process["terminal"] = tty;
+  process.erase("consoleSize");
+  // Unique across daemon restarts too (the counter is not): the pid files and the exit
+  // monitor's names must not meet an exec of an earlier daemon.
+  const std::string n = fmt::format("{}-{}", exec::newStreamToken().substr(0, 8), nextExecSync_++);
+  out.processFile = fmt::format("{}/exec-{}.json", bundle, n);
+  out.pidFile = fmt::format("{}/exec-{}.pid", bundle, n);
+  out.owner = fmt::format("exec-{}-{}", id.substr(0, 32), n);  // the keeper takes 64 bytes
+  if (tty) {
+    // Short on purpose: a unix socket path holds at most 107 bytes.
+    const std::string dir = options_.runRoot + "/cs";
+    if (std::string e = state::makeDirectories(dir, 0700); !e.empty()) {
+      return Status(StatusCode::kInternal, e);
+    }
+    out.consoleSocket = dir + "/e" + n;
+  }
+  // The run root is a tmpfs; a crash loses the call anyway.
+  if (std::string error = state::writeFileAtomically(out.processFile, process.dump(), 0600,
+                                                     state::Durability::kProcessCrash);
+      !error.empty()) {
+    return Status(StatusCode::kInternal, error);
+  }
+  return Status::ok();
+}
+
+void ContainerManager::ExecFiles::remove() const {
+  unlink(processFile.c_str());
+  unlink(pidFile.c_str());
+}
+
 void ContainerManager::execSync(const std::string& id, std::vector<std::string> cmd,
                                 int64_t timeoutSeconds,
                                 std::function<void(Status, exec::ExecSyncResult)> done) {
@@ -173,56 +227,26 @@ void ContainerManager::execSync(const std::string& id, std::vector<std::string> 
     return fail(Status(StatusCode::kInvalidArgument,
                        fmt::format("ExecSync timeout {} is negative", timeoutSeconds)));
   }
-  const Container* c = find(id);
-  if (c == nullptr) {
-    return fail(Status(StatusCode::kNotFound, fmt::format("container {} not found", id)));
+  ExecFiles files;
+  if (Status status = prepareExec(id, std::move(cmd), false, files); !status.isOk()) {
+    return fail(status);
   }
-  if (c->state != ContainerState::kRunning) {
-    return fail(Status(StatusCode::kFailedPrecondition,
-                       fmt::format("container {} is not running: nothing to exec in", id)));
-  }
-  // The container's own process settings, with the command in place of its args.
-  const std::string bundle = bundleDir(id);
-  std::string text;
-  if (std::string error = state::readFile(bundle + "/config.json", 4 << 20, text); !error.empty()) {
-    return fail(Status(StatusCode::kInternal, error));
-  }
-  nlohmann::json process = nlohmann::json::parse(text, nullptr, false);
-  if (process.is_discarded() || !process.is_object() || !process.contains("process") ||
-      !process["process"].is_object()) {
-    return fail(
-        Status(StatusCode::kInternal, fmt::format("{}/config.json has no process object", bundle)));
-  }
-  process = std::move(process["process"]);
-  process["args"] = std::move(cmd);
-  process["terminal"] = false;
-  process.erase("consoleSize");
-  const uint64_t n = nextExecSync_++;
   exec::ExecSyncRequest request;
   request.containerId = id;
-  request.processFile = fmt::format("{}/exec-{}.json", bundle, n);
-  request.pidFile = fmt::format("{}/exec-{}.pid", bundle, n);
+  request.processFile = files.processFile;
+  request.pidFile = files.pidFile;
   request.timeoutSeconds = timeoutSeconds;
-  request.owner = fmt::format("exec-{}-{}", id.substr(0, 40), n);  // the keeper takes 64 bytes
-  // The run root is a tmpfs; a crash loses the call anyway.
-  if (std::string error = state::writeFileAtomically(request.processFile, process.dump(), 0600,
-                                                     state::Durability::kProcessCrash);
-      !error.empty()) {
-    return fail(Status(StatusCode::kInternal, error));
-  }
-  auto removeFiles = [files = std::pair{request.processFile, request.pidFile}] {
-    unlink(files.first.c_str());
-    unlink(files.second.c_str());
-  };
-  execSyncs_.emplace(n, exec::ExecSyncCall::start(loop_, runtime_, exits_, std::move(request),
-                                                  [this, n, removeFiles, done = std::move(done)](
-                                                      Status status, exec::ExecSyncResult result) {
-                                                    removeFiles();
-                                                    // The call is on the stack: freed after.
-                                                    loop_.defer(lifetime_.watch(),
-                                                                [this, n] { execSyncs_.erase(n); });
-                                                    done(std::move(status), std::move(result));
-                                                  }));
+  request.owner = files.owner;
+  const uint64_t n = nextExecSync_++;
+  execSyncs_.emplace(
+      n, exec::ExecSyncCall::start(
+             loop_, runtime_, exits_, std::move(request),
+             [this, n, files, done = std::move(done)](Status status, exec::ExecSyncResult result) {
+               files.remove();
+               // The call is on the stack: freed after.
+               loop_.defer(lifetime_.watch(), [this, n] { execSyncs_.erase(n); });
+               done(std::move(status), std::move(result));
+             }));
 }
 
 std::string ContainerManager::bundleDir(const std::string& id) const {

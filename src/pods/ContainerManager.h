@@ -116,6 +116,16 @@ class ContainerManager {
   void execSync(const std::string& id, std::vector<std::string> cmd, int64_t timeoutSeconds,
                 std::function<void(grpc::Status, exec::ExecSyncResult)> done);
 
+  // What the runtime's exec needs for `cmd` in the running container `id`: the process file (the
+  // container's process settings, args replaced, a terminal if `tty`), the pid file, the exit
+  // monitor's name and, with a tty, the console socket's path. The caller removes the files.
+  struct ExecFiles {
+    std::string processFile, pidFile, owner, consoleSocket;
+    void remove() const;
+  };
+  grpc::Status prepareExec(const std::string& id, std::vector<std::string> cmd, bool tty,
+                           ExecFiles& out);
+
   // For the pod manager: every container of a pod stopped (or removed).
   void stopAllOf(const std::string& podId, std::function<void(grpc::Status)> done);
   void removeAllOf(const std::string& podId, std::function<void(grpc::Status)> done);

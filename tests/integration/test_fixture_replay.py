@@ -45,7 +45,8 @@ ABOUT_RECORDED_OBJECTS = {"/runtime.v1.RuntimeService/PodSandboxStatus",
                           "/runtime.v1.RuntimeService/ContainerStatus",
                           "/runtime.v1.RuntimeService/CreateContainer",
                           "/runtime.v1.RuntimeService/StartContainer",
-                          "/runtime.v1.RuntimeService/ExecSync"}
+                          "/runtime.v1.RuntimeService/ExecSync",
+                          "/runtime.v1.RuntimeService/Exec"}
 DEFAULT_WINDOW = 65535
 
 

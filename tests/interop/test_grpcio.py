@@ -100,8 +100,6 @@ def test_unknown_method_is_unimplemented(channel, path):
 
 
 @pytest.mark.parametrize("path,request_", [
-    (RUNTIME + "Attach", api_pb2.AttachRequest()),
-    (RUNTIME + "PortForward", api_pb2.PortForwardRequest()),
     (RUNTIME + "ListContainerStats", api_pb2.ListContainerStatsRequest()),
 ])
 def test_cri_methods_of_later_issues_are_unimplemented_not_faked(channel, path, request_):
@@ -109,6 +107,27 @@ def test_cri_methods_of_later_issues_are_unimplemented_not_faked(channel, path, 
         unary(channel, path, request_, api_pb2.VersionResponse)
     assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "does not implement" in error.value.details()
+
+
+@pytest.mark.parametrize("method,request_,response,code", [
+    ("Exec", api_pb2.ExecRequest(container_id="f" * 64, cmd=["true"], stdout=True),
+     api_pb2.ExecResponse, grpc.StatusCode.NOT_FOUND),
+    ("Exec", api_pb2.ExecRequest(container_id="f" * 64, stdout=True), api_pb2.ExecResponse,
+     grpc.StatusCode.INVALID_ARGUMENT),
+    ("Attach", api_pb2.AttachRequest(container_id="f" * 64, stdout=True), api_pb2.AttachResponse,
+     grpc.StatusCode.NOT_FOUND),
+    ("Attach", api_pb2.AttachRequest(container_id="f" * 64), api_pb2.AttachResponse,
+     grpc.StatusCode.INVALID_ARGUMENT),
+    ("PortForward", api_pb2.PortForwardRequest(pod_sandbox_id="f" * 64),
+     api_pb2.PortForwardResponse, grpc.StatusCode.NOT_FOUND),
+    ("PortForward", api_pb2.PortForwardRequest(), api_pb2.PortForwardResponse,
+     grpc.StatusCode.INVALID_ARGUMENT),
+])
+def test_streaming_calls_answer_for_themselves(channel, method, request_, response, code):
+    """Implemented: a URL only for something that exists, and a request that can work."""
+    with pytest.raises(grpc.RpcError) as error:
+        unary(channel, RUNTIME + method, request_, response)
+    assert error.value.code() == code, error.value.details()
 
 
 def test_exec_sync_answers_for_itself(channel):

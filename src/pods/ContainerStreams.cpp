@@ -1,0 +1,196 @@
+#include "pods/ContainerStreams.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "exec/ExecRemoteCommand.h"
+#include "exec/PortConnector.h"
+#include "loop/PipeStream.h"
+
+namespace monocri::pods {
+
+using grpc::Status;
+using grpc::StatusCode;
+using logging::LogStream;
+
+namespace {
+
+Status runningContainer(const ContainerManager& containers, const std::string& id,
+                        const Container*& out) {
+  if (id.empty()) return Status(StatusCode::kInvalidArgument, "container_id is required");
+  out = containers.find(id);
+  if (out == nullptr)
+    return Status(StatusCode::kNotFound, fmt::format("container {} not found", id));
+  if (out->state != ContainerState::kRunning) {
+    return Status(StatusCode::kFailedPrecondition, fmt::format("container {} is not running", id));
+  }
+  return Status::ok();
+}
+
+// An attachment to a running container's stdio: a tap on its output, its stdin (a pipe, or the
+// terminal) written through a descriptor of our own. Several may attach at once; each sees all
+// the output. A client too slow to take it loses output past kMaxBacklog (counted, logged)
+// rather than slowing the container or its log.
+class AttachCommand final : public exec::RemoteCommand {
+ public:
+  static constexpr size_t kMaxBacklog = 8 * 1024 * 1024;
+
+  AttachCommand(loop::Loop& loop, ContainerManager& containers, exec::AttachStreamRequest request,
+                exec::CommandClient& client)
+      : loop_(loop), containers_(containers), request_(std::move(request)), client_(client) {}
+
+  ~AttachCommand() override {
+    if (monitor::ContainerIo* io = containerIo(); io != nullptr && tap_ != 0) io->removeTap(tap_);
+    if (lost_ > 0) {
+      spdlog::info("attach to {}: {} bytes of output dropped for a client that did not keep up",
+                   request_.containerId, lost_);
+    }
+  }
+
+  Status begin() {
+    monitor::ContainerIo* io = containerIo();
+    if (io == nullptr) {
+      return Status(StatusCode::kFailedPrecondition,
+                    fmt::format("container {} has no stdio to attach to", request_.containerId));
+    }
+    tty_ = io->mode().tty;
+    tap_ = io->addTap([this](LogStream stream, std::string_view bytes) { onOutput(stream, bytes); },
+                      [this, alive = lifetime_.watch()] {
+                        if (alive.expired()) return;
+                        tap_ = 0;
+                        client_.finish(exec::CommandOutcome{});
+                      });
+    if (request_.stdin && io->stdinFd() >= 0) {
+      // Our own descriptor: the container's stays with its ContainerIo (and the keeper).
+      const int fd = fcntl(io->stdinFd(), F_DUPFD_CLOEXEC, 3);
+      int rc = 0;
+      if (fd >= 0) stdin_ = loop::PipeStream::adopt(loop_, fd, &rc);
+      if (fd >= 0 && !stdin_) close(fd);
+    }
+    return Status::ok();
+  }
+
+  void input(std::string bytes) override {
+    if (stdin_)
+      stdin_->write(std::move(bytes), [this, alive = lifetime_.watch()](int) {
+        if (!alive.expired()) inputWritten();
+      });
+  }
+  size_t inputQueuedBytes() const override { return stdin_ ? stdin_->writeQueueBytes() : 0; }
+  void whenInputWritten(std::function<void()> written) override {
+    if (inputQueuedBytes() <= kInputHighWater / 2) return written();
+    waiters_.push_back(std::move(written));
+  }
+  // stdin_once: the client's end of input is the container's (kubelet's StdinOnce).
+  void inputEnd() override {
+    const Container* c = containers_.find(request_.containerId);
+    if (c != nullptr && c->config.stdin_once() && c->io) c->io->closeStdin();
+    stdin_.reset();
+  }
+  void resize(uint16_t width, uint16_t height) override {
+    monitor::ContainerIo* io = containerIo();
+    if (!tty_ || io == nullptr || io->stdinFd() < 0 || width == 0 || height == 0) return;
+    winsize size{};
+    size.ws_col = width;
+    size.ws_row = height;
+    ioctl(io->stdinFd(), TIOCSWINSZ, &size);
+  }
+  void outputDrained() override {}
+
+ private:
+  monitor::ContainerIo* containerIo() const {
+    const Container* c = containers_.find(request_.containerId);
+    return c != nullptr ? c->io.get() : nullptr;
+  }
+
+  void onOutput(LogStream stream, std::string_view bytes) {
+    if (stream == LogStream::kStdout ? !request_.stdout : !request_.stderr) return;
+    if (client_.outputQueuedBytes() > kMaxBacklog) {
+      lost_ += bytes.size();
+      return;
+    }
+    client_.sendOutput(stream, bytes);
+  }
+
+  void inputWritten() {
+    if (waiters_.empty() || inputQueuedBytes() > kInputHighWater / 2) return;
+    for (auto& waiter : std::exchange(waiters_, {}))
+      waiter();
+  }
+
+  loop::Loop& loop_;
+  ContainerManager& containers_;
+  exec::AttachStreamRequest request_;
+  exec::CommandClient& client_;
+  bool tty_ = false;
+  uint64_t tap_ = 0;
+  uint64_t lost_ = 0;
+  loop::HandlePtr<loop::PipeStream> stdin_;
+  std::vector<std::function<void()>> waiters_;
+  loop::LifetimeGuard lifetime_;
+};
+
+}  // namespace
+
+Status ContainerStreams::checkExec(const std::string& containerId, bool) const {
+  const Container* c = nullptr;
+  return runningContainer(containers_, containerId, c);
+}
+
+Status ContainerStreams::checkAttach(const std::string& containerId) const {
+  const Container* c = nullptr;
+  return runningContainer(containers_, containerId, c);
+}
+
+Status ContainerStreams::checkPortForward(const std::string& podId) const {
+  if (podId.empty()) return Status(StatusCode::kInvalidArgument, "pod_sandbox_id is required");
+  const PodSandbox* pod = pods_.find(podId);
+  if (pod == nullptr) return Status(StatusCode::kNotFound, fmt::format("pod {} not found", podId));
+  if (pod->state != PodState::kReady) {
+    return Status(StatusCode::kFailedPrecondition, fmt::format("pod {} is not ready", podId));
+  }
+  return Status::ok();
+}
+
+std::unique_ptr<exec::RemoteCommand> ContainerStreams::exec(const exec::ExecStreamRequest& request,
+                                                            exec::CommandClient& client,
+                                                            Status& error) {
+  ContainerManager::ExecFiles files;
+  error = containers_.prepareExec(request.containerId, request.cmd, request.tty, files);
+  if (!error.isOk()) return nullptr;
+  exec::ExecProcessRequest process;
+  process.containerId = request.containerId;
+  process.owner = files.owner;
+  process.processFile = files.processFile;
+  process.pidFile = files.pidFile;
+  process.tty = request.tty;
+  process.stdin = request.stdin;
+  process.consoleSocket = files.consoleSocket;
+  return exec::ExecRemoteCommand::start(loop_, runtime_, exits_, std::move(process), client,
+                                        [files] { files.remove(); });
+}
+
+std::unique_ptr<exec::RemoteCommand> ContainerStreams::attach(
+    const exec::AttachStreamRequest& request, exec::CommandClient& client, Status& error) {
+  error = checkAttach(request.containerId);
+  if (!error.isOk()) return nullptr;
+  auto command = std::make_unique<AttachCommand>(loop_, containers_, request, client);
+  error = command->begin();
+  if (!error.isOk()) return nullptr;
+  return command;
+}
+
+void ContainerStreams::connectPort(const std::string& podId, uint16_t port, Connected done) {
+  Status status = checkPortForward(podId);
+  if (!status.isOk()) {
+    loop_.defer([done = std::move(done), status] { done(status, state::UniqueFd()); });
+    return;
+  }
+  exec::connectInNamespace(loop_, pods_.find(podId)->netnsPath(), port, std::move(done));
+}
+
+}  // namespace monocri::pods
