@@ -77,6 +77,7 @@ bench: deps build
 	tests/harness/in-namespace /usr/bin/python3 bench/log_throughput_bench.py
 	tests/harness/in-namespace /usr/bin/python3 bench/log_throughput_bench.py --journal off
 	tests/harness/in-namespace /usr/bin/python3 bench/exec_sync_bench.py
+	tests/harness/in-namespace /usr/bin/python3 bench/exec_stream_bench.py
 
 install: build
 	install -D -s -m 0755 build/bin/monocri $(DESTDIR)$(PREFIX)/bin/monocri
