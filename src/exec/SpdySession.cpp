@@ -28,6 +28,8 @@ using spdy::HeaderList;
 
 // How long a client has to open the streams its request needs (kubelet's own server: 30 s).
 constexpr uint64_t kStreamWaitMs = 30'000;
+// How long the end of a session (status, resets, GOAWAY) may take to reach the client.
+constexpr uint64_t kCloseMs = 10'000;
 
 const std::string* findHeader(const HeaderList& headers, std::string_view name) {
   for (const auto& [key, value] : headers)
@@ -209,6 +211,9 @@ class SpdySession final : public StreamSession,
     open_.clear();
     write(spdy::goawayFrame(lastStreamId_, goawayStatus));
     socket_->stopReading();
+    // A client that does not read what is left does not hold the session.
+    closeTimer_ = loop::Timer::create(loop_, "spdy session close");
+    closeTimer_->start(kCloseMs, 0, [this] { end(); });
     socket_->shutdown([this, alive = lifetime_.watch()](int) {
       if (!alive.expired()) end();
     });
@@ -268,23 +273,35 @@ class SpdySession final : public StreamSession,
     if (!command_) return fail(error);
     if (pendingSize_) command_->resize(pendingSize_->first, pendingSize_->second);
     if (!pendingInput_.empty()) input(std::exchange(pendingInput_, {}));
+    if (!socket_->reading()) pauseClient();  // paused for input kept until now
     if (inputEnded_) command_->inputEnd();
   }
 
   void input(std::string bytes) {
     if (!command_) {
-      // Before the last stream came: kept, the client reading paused past the high water mark.
+      // Before the last stream came: kept, the client reading paused past the high water mark
+      // (resumed once the command took it).
       pendingInput_ += bytes;
-      if (pendingInput_.size() > RemoteCommand::kInputHighWater) socket_->stopReading();
+      if (pendingInput_.size() > RemoteCommand::kInputHighWater) pauseClient();
       return;
     }
     command_->input(std::move(bytes));
-    if (command_->inputQueuedBytes() > RemoteCommand::kInputHighWater && socket_->reading()) {
-      socket_->stopReading();
-      command_->whenInputWritten([this, alive = lifetime_.watch()] {
-        if (!alive.expired() && !closing_) socket_->resumeReading();
-      });
-    }
+    if (command_->inputQueuedBytes() > RemoteCommand::kInputHighWater) pauseClient();
+  }
+
+  // Input backed up: the client is not read until the command's queue drained.
+  void pauseClient() {
+    socket_->stopReading();
+    if (!command_ || waitingForInput_) return;
+    waitingForInput_ = true;
+    command_->whenInputWritten([this, alive = lifetime_.watch()] {
+      if (alive.expired()) return;
+      waitingForInput_ = false;
+      resumeClient();
+    });
+  }
+  void resumeClient() {
+    if (!closing_ && !socket_->reading() && socket_->resumeReading() != 0) end();
   }
 
   void inputEnded() {
@@ -381,8 +398,17 @@ class SpdySession final : public StreamSession,
           }
         },
         [this, key](int) { podEnded(key); });
-    if (!forward.toPod.empty()) forward.pod->write(std::exchange(forward.toPod, {}));
+    if (!forward.toPod.empty()) writeToPod(*forward.pod, std::exchange(forward.toPod, {}));
     if (forward.clientFin) shutdownPodWrite(forward);
+  }
+
+  // Client bytes to a pod connection; the client is not read while they back up there.
+  void writeToPod(loop::PipeStream& pod, std::string bytes) {
+    pod.write(std::move(bytes), [this, alive = lifetime_.watch(), pod = &pod](int) {
+      if (alive.expired() || pod->writeQueueBytes() > RemoteCommand::kInputHighWater / 2) return;
+      resumeClient();
+    });
+    if (pod.writeQueueBytes() > RemoteCommand::kInputHighWater) socket_->stopReading();
   }
 
   void shutdownPodWrite(Forward& forward) {
@@ -395,11 +421,7 @@ class SpdySession final : public StreamSession,
     if (forward == nullptr || id != forward->dataStream) return;  // error stream: nothing to do
     if (!bytes.empty()) {
       if (forward->pod) {
-        forward->pod->write(std::string(bytes), [this, alive = lifetime_.watch()](int) {
-          if (!alive.expired() && !closing_ && !socket_->reading()) socket_->resumeReading();
-        });
-        if (forward->pod->writeQueueBytes() > RemoteCommand::kInputHighWater)
-          socket_->stopReading();
+        writeToPod(*forward->pod, std::string(bytes));
       } else {
         forward->toPod.append(bytes);
         if (forward->toPod.size() > RemoteCommand::kInputHighWater) socket_->stopReading();
@@ -461,7 +483,8 @@ class SpdySession final : public StreamSession,
   std::optional<std::pair<uint16_t, uint16_t>> pendingSize_;
   ResizeDecoder resizes_;
   std::unique_ptr<RemoteCommand> command_;
-  loop::HandlePtr<loop::Timer> streamWait_;
+  loop::HandlePtr<loop::Timer> streamWait_, closeTimer_;
+  bool waitingForInput_ = false;
 
   std::map<std::string, Forward> forwards_;     // by request id
   std::map<uint32_t, std::string> forwardKey_;  // stream → request id

@@ -11,6 +11,7 @@
 
 #include "exec/StreamSessions.h"
 #include "exec/websocket/WebSocketConnection.h"
+#include "loop/Timer.h"
 
 namespace monocri::exec {
 
@@ -20,6 +21,8 @@ using grpc::Status;
 using grpc::StatusCode;
 using logging::LogStream;
 
+// How long the end of a session (status, close frame) may take to reach the client.
+constexpr uint64_t kCloseMs = 10'000;
 constexpr uint8_t kStdin = 0, kStdout = 1, kStderr = 2, kError = 3, kResize = 4, kClose = 255;
 
 std::string base64Encode(std::string_view bytes) {
@@ -127,12 +130,16 @@ class WebSocketSession final : public StreamSession,
         command_->inputEnd();
     }
   }
+  // The client is done: the answering close frame (wslay's) goes out, then the connection.
   void onPeerClose(uint16_t, std::string_view) override {
+    flush();
+    if (closing_) return;  // it answered ours
     closing_ = true;
-    flush();  // wslay's answering close frame
     socket_->shutdown([this, alive = lifetime_.watch()](int) {
       if (!alive.expired()) end();
     });
+    closeTimer_ = loop::Timer::create(loop_, "websocket session close");
+    closeTimer_->start(kCloseMs, 0, [this] { end(); });
   }
 
  private:
@@ -140,12 +147,15 @@ class WebSocketSession final : public StreamSession,
     if (ended_) return;
     if (!connection_.feed(bytes)) {
       spdlog::info("websocket session: {}: closing", connection_.error());
-      closing_ = true;
-      flush();
+      flush();  // the close frame saying why
       socket_->stopReading();
+      if (closing_) return;
+      closing_ = true;
       socket_->shutdown([this, alive = lifetime_.watch()](int) {
         if (!alive.expired()) end();
       });
+      closeTimer_ = loop::Timer::create(loop_, "websocket session close");
+      closeTimer_->start(kCloseMs, 0, [this] { end(); });
       return;
     }
     flush();
@@ -187,6 +197,9 @@ class WebSocketSession final : public StreamSession,
     connection_.sendClose(code, reason);
     flush();
     socket_->stopReading();
+    // A client that does not read what is left does not hold the session.
+    closeTimer_ = loop::Timer::create(loop_, "websocket session close");
+    closeTimer_->start(kCloseMs, 0, [this] { end(); });
     socket_->shutdown([this, alive = lifetime_.watch()](int) {
       if (!alive.expired()) end();
     });
@@ -292,7 +305,7 @@ class WebSocketSession final : public StreamSession,
           }
         },
         [this, channel](int) { portDone(channel); });
-    if (!port.toPod.empty()) port.pod->write(std::exchange(port.toPod, {}));
+    if (!port.toPod.empty()) writeToPod(*port.pod, std::exchange(port.toPod, {}));
   }
 
   void forwardData(uint8_t channel, std::string_view bytes) {
@@ -304,10 +317,16 @@ class WebSocketSession final : public StreamSession,
       if (port.toPod.size() > RemoteCommand::kInputHighWater) socket_->stopReading();
       return;
     }
-    port.pod->write(std::string(bytes), [this, alive = lifetime_.watch()](int) {
-      if (!alive.expired() && !closing_ && !socket_->reading()) socket_->resumeReading();
+    writeToPod(*port.pod, std::string(bytes));
+  }
+
+  // Client bytes to a pod connection; the client is not read while they back up there.
+  void writeToPod(loop::PipeStream& pod, std::string bytes) {
+    pod.write(std::move(bytes), [this, alive = lifetime_.watch(), pod = &pod](int) {
+      if (alive.expired() || pod->writeQueueBytes() > RemoteCommand::kInputHighWater / 2) return;
+      if (!closing_ && !socket_->reading() && socket_->resumeReading() != 0) end();
     });
-    if (port.pod->writeQueueBytes() > RemoteCommand::kInputHighWater) socket_->stopReading();
+    if (pod.writeQueueBytes() > RemoteCommand::kInputHighWater) socket_->stopReading();
   }
 
   // One port's connection ended; the session ends with the last.
@@ -329,6 +348,7 @@ class WebSocketSession final : public StreamSession,
   ResizeDecoder resizes_;
   std::unique_ptr<RemoteCommand> command_;
   std::map<uint8_t, Port> ports_;  // by data channel
+  loop::HandlePtr<loop::Timer> closeTimer_;
   loop::LifetimeGuard lifetime_;
 };
 

@@ -357,8 +357,8 @@ def ws_collect(ws, base64=False):
             channel, payload = int(chr(data[0])), b64.b64decode(data[1:])
         else:
             channel, payload = data[0], data[1:]
-        out[channel] = out.get(channel, b"") + payload
-    return out
+        out.setdefault(channel, bytearray()).extend(payload)
+    return {channel: bytes(data) for channel, data in out.items()}
 
 
 def test_websocket_exec_output_and_exit_code(daemon, sleeper):
@@ -479,3 +479,25 @@ def test_a_client_that_vanishes_leaks_nothing(daemon, sleeper):
         time.sleep(0.1)
     assert b"\ncat" not in procs, procs
     assert len(os.listdir(f"/proc/{daemon.pid}/fd")) <= fds_before
+
+
+def test_a_slow_client_does_not_make_the_daemon_buffer(daemon, sleeper):
+    """The command is paused while its output waits for the client: the daemon holds at most
+    about a high-water mark of it, whatever the command writes."""
+    total = 256 * 1024 * 1024
+    rss_before = daemon.rss_kib()
+    ws = ws_connect(exec_url(daemon, sleeper, ["head", "-c", str(total), "/dev/zero"]),
+                    "v4.channel.k8s.io")
+    time.sleep(3)  # not reading: the socket buffers fill, then the daemon's queue
+    grown = daemon.rss_kib() - rss_before
+    assert grown < 24 * 1024, f"the daemon grew {grown} KiB for a client that does not read"
+    out = ws_collect(ws)
+    assert len(out.get(1, b"")) == total
+    assert json.loads(out[3]) == SUCCESS
+
+
+def test_a_command_that_cannot_run_says_why_on_the_error_stream(daemon, sleeper):
+    ws = ws_connect(exec_url(daemon, sleeper, ["/no/such/binary"]), "v4.channel.k8s.io")
+    status_ = json.loads(ws_collect(ws)[3])
+    assert status_["status"] == "Failure" and status_["reason"] == "InternalError", status_
+    assert "/no/such/binary" in status_["message"], status_
