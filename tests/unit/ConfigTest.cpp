@@ -164,6 +164,7 @@ TEST_F(ConfigTest, ShippedConfigFileStatesTheDefaults) {
   EXPECT_EQ(shipped.containerLogRateBytesPerSecond, defaults.containerLogRateBytesPerSecond);
   EXPECT_EQ(shipped.containerLogRateBurstBytes, defaults.containerLogRateBurstBytes);
   EXPECT_EQ(shipped.containerLogJournal, defaults.containerLogJournal);
+  EXPECT_EQ(shipped.streamAddress, defaults.streamAddress);
 }
 
 TEST_F(ConfigTest, ContainerLogKeys) {
