@@ -70,8 +70,16 @@ std::unique_ptr<ExecProcess> ExecProcess::start(loop::Loop& loop, oci::OciRuntim
     });
     return process;
   }
-  runtime.exec(options, [raw, alive = raw->lifetime_.watch()](Status status, pid_t pid) {
-    if (!alive.expired()) raw->onRuntimeDone(std::move(status), pid);
+  runtime.exec(options, [raw, alive = raw->lifetime_.watch(), &exits, owner = raw->request_.owner](
+                            Status status, pid_t pid) {
+    if (!alive.expired()) return raw->onRuntimeDone(std::move(status), pid);
+    // Abandoned while the runtime started it: its exit is still claimed, or the keeper would
+    // keep it among the untracked ones (and a daemon without a keeper, a zombie).
+    if (status.isOk() && pid > 0) {
+      exits.track(owner, pid, [&exits, owner, pid](const monitor::ExitInfo&) {
+        exits.acknowledge(owner, pid);
+      });
+    }
   });
   // The runtime has its copies (or never will): ours must go, or the pipes would never end.
   return process;
@@ -135,8 +143,14 @@ void ExecProcess::onTerminal(UniqueFd master, std::string error) {
         onOutputEnded();
       });
   if (outputPaused_) terminal_->stopReading();
-  if (!pendingInput_.empty()) terminal_->write(std::move(pendingInput_));
+  if (!pendingInput_.empty()) {
+    terminal_->write(std::move(pendingInput_), [written = std::move(pendingWritten_)](int) {
+      for (const auto& callback : written)
+        if (callback) callback();
+    });
+  }
   pendingInput_.clear();
+  pendingWritten_.clear();
 }
 
 void ExecProcess::applySize() {
@@ -162,7 +176,12 @@ void ExecProcess::writeInput(std::string bytes, std::function<void()> written) {
       terminal_->write(std::move(bytes), std::move(done));
       return;
     }
-    if (!terminalEnded_ && !ended_) pendingInput_ += bytes;
+    if (!terminalEnded_ && !ended_) {
+      // Before the terminal came: sent with it, and `written` runs then.
+      pendingInput_ += bytes;
+      pendingWritten_.push_back(std::move(written));
+      return;
+    }
   } else if (input_ && !inputClosed_) {
     input_->write(std::move(bytes), std::move(done));
     return;
@@ -191,6 +210,7 @@ void ExecProcess::closeInput() {
 void ExecProcess::pauseOutput() {
   if (outputPaused_) return;
   outputPaused_ = true;
+  if (drain_ && !ended_) stopDrainClock();
   for (auto& pipe : pipes_)
     if (pipe) pipe->pause();
   if (terminal_ && !terminalEnded_) terminal_->stopReading();
@@ -199,6 +219,7 @@ void ExecProcess::pauseOutput() {
 void ExecProcess::resumeOutput() {
   if (!outputPaused_) return;
   outputPaused_ = false;
+  if (drain_ && !ended_) startDrainClock();
   for (auto& pipe : pipes_)
     if (pipe) pipe->resume();
   if (terminal_ && !terminalEnded_) terminal_->resumeReading();
@@ -240,10 +261,22 @@ void ExecProcess::onOutputEnded() {
 void ExecProcess::drainThenEnd() {
   if (outputEnded()) return end();
   // A child of the process may still hold the pipes. What is in them now (and comes within
-  // kDrainMs) is read, then they are closed. A paused reader reads now: the session is ending.
-  resumeOutput();
+  // kDrainMs of reading) is read, then they are closed. The drain's time runs only while the
+  // client takes output: a slow one still gets what the process wrote, at its own pace.
   drain_ = loop::Timer::create(loop_, "exec drain");
-  drain_->start(kDrainMs, 0, [this] { end(); });
+  drainLeftMs_ = kDrainMs;
+  if (!outputPaused_) startDrainClock();
+}
+
+void ExecProcess::startDrainClock() {
+  drainStartedMs_ = loop_.nowMs();
+  drain_->start(drainLeftMs_, 0, [this] { end(); });
+}
+
+void ExecProcess::stopDrainClock() {
+  drain_->stop();
+  const uint64_t spent = loop_.nowMs() - drainStartedMs_;
+  drainLeftMs_ = spent >= drainLeftMs_ ? 0 : drainLeftMs_ - spent;
 }
 
 void ExecProcess::end() {

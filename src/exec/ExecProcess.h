@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "cri-bridge/grpc/GrpcStatus.h"
 #include "logging/LogRecord.h"
@@ -91,6 +92,8 @@ class ExecProcess {
   void onOutputEnded();
   bool outputEnded() const;
   void drainThenEnd();
+  void startDrainClock();
+  void stopDrainClock();
   void end();
 
   loop::Loop& loop_;
@@ -104,10 +107,12 @@ class ExecProcess {
   bool terminalEnded_ = false;
   std::unique_ptr<oci::ConsoleSocket> console_;
   std::string pendingInput_;  // input that came before the terminal
+  std::vector<std::function<void()>> pendingWritten_;
   bool inputClosed_ = false;
   uint16_t width_ = 0, height_ = 0;
   bool outputPaused_ = false;
   loop::HandlePtr<loop::Timer> drain_;
+  uint64_t drainLeftMs_ = 0, drainStartedMs_ = 0;
   grpc::Status runtimeStatus_;
   bool processEnded_ = false;
   int exitCode_ = 0;

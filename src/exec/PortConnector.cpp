@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sched.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -31,13 +32,30 @@ struct Attempt {
   UniqueFd socket;
 };
 
-// localhost as kubelet's own port-forward means it: 127.0.0.1, then ::1. A connect to the
-// loopback completes or fails at once, so the worker does it blocking.
+// How long a connect may wait: a loopback connect completes or fails at once unless the
+// listener's backlog is full or a firewall drops the SYN; the worker thread is not held longer.
+constexpr int kConnectTimeoutMs = 5'000;
+
+// connect(2) bounded by kConnectTimeoutMs; 0 or an errno.
+int connectWithin(int fd, const sockaddr* address, socklen_t length) {
+  if (connect(fd, address, length) == 0) return 0;
+  if (errno != EINPROGRESS) return errno;
+  pollfd watch{fd, POLLOUT, 0};
+  const int ready = poll(&watch, 1, kConnectTimeoutMs);
+  if (ready == 0) return ETIMEDOUT;
+  if (ready < 0) return errno;
+  int error = 0;
+  socklen_t size = sizeof(error);
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size) != 0) return errno;
+  return error;
+}
+
+// localhost as kubelet's own port-forward means it: 127.0.0.1, then ::1.
 Attempt connectLocal(uint16_t port) {
   Attempt attempt;
   std::string errors;
   for (int family : {AF_INET, AF_INET6}) {
-    UniqueFd fd(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    UniqueFd fd(socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!fd.valid()) {
       errors += fmt::format("{}socket: {}", errors.empty() ? "" : "; ", std::strerror(errno));
       continue;
@@ -57,14 +75,14 @@ Attempt connectLocal(uint16_t port) {
       in6->sin6_addr = in6addr_loopback;
       length = sizeof(sockaddr_in6);
     }
-    if (connect(fd.get(), reinterpret_cast<sockaddr*>(&address), length) != 0) {
+    if (const int error = connectWithin(fd.get(), reinterpret_cast<sockaddr*>(&address), length);
+        error != 0) {
       errors += fmt::format("{}connect {}:{}: {}", errors.empty() ? "" : "; ",
-                            family == AF_INET ? "127.0.0.1" : "[::1]", port, std::strerror(errno));
+                            family == AF_INET ? "127.0.0.1" : "[::1]", port, std::strerror(error));
       continue;
     }
     const int on = 1;
     setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-    fcntl(fd.get(), F_SETFL, O_NONBLOCK);
     attempt.socket = std::move(fd);
     return attempt;
   }

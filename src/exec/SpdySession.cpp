@@ -160,7 +160,10 @@ class SpdySession final : public StreamSession,
   // ---- the connection ----
   void onSocketData(std::string_view bytes) {
     if (closing_) return;
-    if (!parser_.feed(bytes)) protocolError(parser_.error());
+    if (!parser_.feed(bytes)) return protocolError(parser_.error());
+    // Replies (PING, RST) to a client that sends and never reads back up here: it is not read
+    // until they went out.
+    if (socket_->writeQueueBytes() > kOutputHighWater) socket_->stopReading();
   }
 
   void write(std::string frame, std::function<void(int)> done = nullptr) {
@@ -168,20 +171,24 @@ class SpdySession final : public StreamSession,
   }
 
   void writeData(uint32_t id, std::string_view bytes, bool fin) {
+    if (closing_) return;  // after the resets and GOAWAY nothing more goes out
     // Frames of at most 16 MiB - 1 (24-bit length), as anyone would send them.
     do {
       const size_t length = std::min<size_t>(bytes.size(), 1 << 20);
       std::string frame =
           spdy::dataFrame(id, bytes.substr(0, length), fin && length == bytes.size());
       bytes.remove_prefix(length);
-      write(std::move(frame), [this, alive = lifetime_.watch()](int) {
-        if (!alive.expired()) outputWritten();
+      write(std::move(frame), [this, alive = lifetime_.watch()](int status) {
+        if (!alive.expired()) outputWritten(status);
       });
     } while (!bytes.empty());
   }
 
-  void outputWritten() {
+  void outputWritten(int status) {
+    // A write that failed (not one cancelled by our own close): the client is gone.
+    if (status != 0 && status != UV_ECANCELED) return end();
     if (socket_->writeQueueBytes() > kOutputHighWater / 2) return;
+    resumeClient();
     if (command_) command_->outputDrained();
     for (auto& [key, forward] : forwards_)
       if (forward.podPaused && forward.pod) {
@@ -300,8 +307,13 @@ class SpdySession final : public StreamSession,
       resumeClient();
     });
   }
+  // Reading goes on once neither the command's input nor the replies to the client back up.
   void resumeClient() {
-    if (!closing_ && !socket_->reading() && socket_->resumeReading() != 0) end();
+    if (closing_ || socket_->reading() || waitingForInput_ ||
+        socket_->writeQueueBytes() > kOutputHighWater / 2) {
+      return;
+    }
+    if (socket_->resumeReading() != 0) end();
   }
 
   void inputEnded() {
@@ -455,10 +467,13 @@ class SpdySession final : public StreamSession,
     open_.erase(forward.dataStream);
     forwardKey_.erase(forward.errorStream);
     forwardKey_.erase(forward.dataStream);
-    // Its callbacks may be on the stack: the pod connection goes after this turn.
+    // Its callbacks may be on the stack: the pod connection goes after this turn, and reads
+    // nothing more until then.
+    if (forward.pod) forward.pod->stopReading();
     loop_.defer(
         [pod = std::make_shared<loop::HandlePtr<loop::PipeStream>>(std::move(forward.pod))] {});
     forwards_.erase(it);
+    resumeClient();  // the client may have been paused for bytes this pair held
   }
 
   void closeForwardOf(uint32_t id) {

@@ -182,15 +182,25 @@ class StreamingServer::Handshake {
       response.emplace_back("Sec-WebSocket-Accept", ws::acceptKey(*key));
       if (!chosen.empty()) response.emplace_back("Sec-WebSocket-Protocol", chosen);
       if (portForward) {
-        auto values = http::queryValues(request.query, "ports");
+        // kubelet's own server reads `port` (repeated or comma-separated); `ports` is taken too.
+        auto values = http::queryValues(request.query, "port");
+        auto more = http::queryValues(request.query, "ports");
         std::optional<std::vector<uint16_t>> ports;
-        if (values) ports = parsePorts(*values);
-        if (!ports) return refuse(400, "the ports query parameter must list ports 1-65535");
+        if (values && more) {
+          values->insert(values->end(), more->begin(), more->end());
+          ports = parsePorts(*values);
+        }
+        if (!ports) return refuse(400, "the port query parameter must list ports 1-65535");
         if (ports->empty()) {
           for (int32_t port : std::get<PortForwardStreamRequest>(setup.request).ports)
             if (port > 0 && port <= 65535) ports->push_back(static_cast<uint16_t>(port));
         }
-        if (ports->empty()) return refuse(400, "no port to forward: give ?ports=PORT[,PORT...]");
+        if (ports->empty()) return refuse(400, "no port to forward: give ?port=PORT[,PORT...]");
+        // Two channels per port, each named by one byte (a digit in the base64 protocols).
+        const size_t maxPorts = setup.protocol.base64 ? 5 : 64;
+        if (ports->size() > maxPorts) {
+          return refuse(400, fmt::format("at most {} ports per connection", maxPorts));
+        }
         setup.ports = std::move(*ports);
       }
     } else {
@@ -312,7 +322,20 @@ void StreamingServer::onAcceptable() {
   for (int i = 0; i < 64; ++i) {
     UniqueFd fd(accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!fd.valid()) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // The connection stays in the backlog and the socket readable: without a pause the
+        // loop would spin on it. Taken again in a second.
+        spdlog::warn("streaming server: accept: {}; pausing new connections for 1 s",
+                     std::strerror(errno));
+        listenerWatch_->stop();
+        if (!acceptPause_) acceptPause_ = loop::Timer::create(loop_, "streaming accept pause");
+        acceptPause_->start(1000, 0, [this] {
+          listenerWatch_->start(UV_READABLE, [this](int status, int) {
+            if (status == 0) onAcceptable();
+          });
+        });
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                 errno != ECONNABORTED) {
         spdlog::warn("streaming server: accept: {}", std::strerror(errno));
       }
       return;
@@ -363,6 +386,7 @@ grpc::Status StreamingServer::newUrl(StreamRequest request, std::string& url) {
 }
 
 void StreamingServer::shutdown() {
+  acceptPause_.reset();
   listenerWatch_.reset();
   listener_.reset();
   handshakes_.clear();

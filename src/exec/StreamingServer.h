@@ -75,6 +75,7 @@ class StreamingServer {
   std::map<uint64_t, std::unique_ptr<StreamSession>> sessions_;
   uint64_t nextId_ = 1;
   loop::LifetimeGuard lifetime_;
+  loop::HandlePtr<loop::Timer> acceptPause_;
   // Declared last: closed before the descriptor it watches.
   loop::HandlePtr<loop::Poll> listenerWatch_;
 };

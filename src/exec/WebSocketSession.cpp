@@ -159,6 +159,18 @@ class WebSocketSession final : public StreamSession,
       return;
     }
     flush();
+    // Pongs to a client that pings and never reads back up here: it is not read until they
+    // went out.
+    if (outputQueuedBytes() > kOutputHighWater) socket_->stopReading();
+  }
+
+  // Reading goes on once neither the command's input nor what goes to the client backs up.
+  void resumeClient() {
+    if (closing_ || socket_->reading() || waitingForInput_ ||
+        outputQueuedBytes() > kOutputHighWater / 2) {
+      return;
+    }
+    if (socket_->resumeReading() != 0) end();
   }
 
   void send(uint8_t channel, std::string_view bytes) {
@@ -176,13 +188,16 @@ class WebSocketSession final : public StreamSession,
   void flush() {
     std::string out = connection_.takeOutput();
     if (out.empty()) return;
-    socket_->write(std::move(out), [this, alive = lifetime_.watch()](int) {
-      if (!alive.expired()) outputWritten();
+    socket_->write(std::move(out), [this, alive = lifetime_.watch()](int status) {
+      if (!alive.expired()) outputWritten(status);
     });
   }
 
-  void outputWritten() {
+  void outputWritten(int status) {
+    // A write that failed (not one cancelled by our own close): the client is gone.
+    if (status != 0 && status != UV_ECANCELED) return end();
     if (outputQueuedBytes() > kOutputHighWater / 2) return;
+    resumeClient();
     if (command_) command_->outputDrained();
     for (auto& [channel, port] : ports_)
       if (port.paused && port.pod) {
@@ -239,10 +254,13 @@ class WebSocketSession final : public StreamSession,
   void input(std::string bytes) {
     if (!command_) return;
     command_->input(std::move(bytes));
-    if (command_->inputQueuedBytes() > RemoteCommand::kInputHighWater && socket_->reading()) {
+    if (command_->inputQueuedBytes() > RemoteCommand::kInputHighWater && !waitingForInput_) {
       socket_->stopReading();
+      waitingForInput_ = true;
       command_->whenInputWritten([this, alive = lifetime_.watch()] {
-        if (!alive.expired() && !closing_) socket_->resumeReading();
+        if (alive.expired()) return;
+        waitingForInput_ = false;
+        resumeClient();
       });
     }
   }
@@ -324,7 +342,7 @@ class WebSocketSession final : public StreamSession,
   void writeToPod(loop::PipeStream& pod, std::string bytes) {
     pod.write(std::move(bytes), [this, alive = lifetime_.watch(), pod = &pod](int) {
       if (alive.expired() || pod->writeQueueBytes() > RemoteCommand::kInputHighWater / 2) return;
-      if (!closing_ && !socket_->reading() && socket_->resumeReading() != 0) end();
+      resumeClient();
     });
     if (pod.writeQueueBytes() > RemoteCommand::kInputHighWater) socket_->stopReading();
   }
@@ -334,6 +352,9 @@ class WebSocketSession final : public StreamSession,
     Port& port = ports_[channel];
     if (port.done) return;
     port.done = true;
+    if (port.pod) port.pod->stopReading();
+    port.toPod.clear();
+    resumeClient();  // the client may have been paused for bytes this port held
     for (const auto& [c, p] : ports_)
       if (!p.done) return;
     close(1000, "");
@@ -349,6 +370,7 @@ class WebSocketSession final : public StreamSession,
   std::unique_ptr<RemoteCommand> command_;
   std::map<uint8_t, Port> ports_;  // by data channel
   loop::HandlePtr<loop::Timer> closeTimer_;
+  bool waitingForInput_ = false;
   loop::LifetimeGuard lifetime_;
 };
 

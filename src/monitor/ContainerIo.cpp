@@ -134,12 +134,51 @@ int ContainerIo::stdinFd() const {
   return stdinWrite_.get();
 }
 
-void ContainerIo::closeStdin() {
+void ContainerIo::writeStdin(std::string bytes, std::function<void()> written) {
+  auto done = [written = std::move(written)](int) {
+    if (written) written();
+  };
+  if (!mode_.stdin || stdinClosed_) return done(0);
   if (mode_.tty) {
-    // The terminal is also the output: end of input is what a user types for it (VEOF, ^D).
-    // Best effort: a terminal whose input queue is full has a reader that is not reading.
-    const int fd = stdinFd();
-    [[maybe_unused]] const ssize_t written = fd >= 0 ? ::write(fd, "\x04", 1) : 0;
+    if (!terminal_) return done(0);
+    terminal_->write(std::move(bytes), std::move(done));
+    return;
+  }
+  if (!stdinStream_) {
+    // A descriptor of our own over the same pipe: stdinWrite_ stays blocking for nobody, and
+    // the keeper holds that one.
+    const int fd = stdinWrite_.valid() ? fcntl(stdinWrite_.get(), F_DUPFD_CLOEXEC, 3) : -1;
+    if (fd < 0) return done(0);
+    int rc = 0;
+    stdinStream_ = loop::PipeStream::adopt(loop_, fd, &rc);
+    if (!stdinStream_) {
+      ::close(fd);
+      return done(0);
+    }
+    stdinStream_->unref();
+  }
+  stdinStream_->write(std::move(bytes), std::move(done));
+}
+
+size_t ContainerIo::stdinQueuedBytes() const {
+  if (mode_.tty) return terminal_ ? terminal_->writeQueueBytes() : 0;
+  return stdinStream_ ? stdinStream_->writeQueueBytes() : 0;
+}
+
+void ContainerIo::closeStdin() {
+  if (stdinClosed_) return;
+  stdinClosed_ = true;
+  if (stdinStream_) {
+    // What attachers queued goes first; then the pipe's last writer of ours is gone.
+    loop::PipeStream* stream = stdinStream_.get();
+    stream->shutdown([this, alive = lifetime_.watch()](int) {
+      if (!alive.expired()) stdinStream_.reset();
+    });
+  }
+  if (mode_.tty) {
+    // The terminal is also the output: end of input is what a user types for it (VEOF, ^D),
+    // after what attachers typed before.
+    if (terminal_) terminal_->write("\x04");
     return;
   }
   stdinWrite_.reset();

@@ -88,8 +88,14 @@ class ContainerIo {
 
   // Where input for the container goes (the stdin pipe or the terminal); -1 without stdin.
   int stdinFd() const;
-  // stdin_once: the container sees end of input (the keeper's copy must be released too).
+  // stdin_once: the container sees end of input once the input queued before is written (the
+  // keeper's copy must be released too).
   void closeStdin();
+  // Input from attachers, through one stream of the daemon's shared by all of them (the pipe or
+  // the terminal). `written` runs once this piece went out (or could not). Nothing happens
+  // without stdin or after closeStdin().
+  void writeStdin(std::string bytes, std::function<void()> written);
+  size_t stdinQueuedBytes() const;
 
   logging::LogWriter* writer() { return writer_.get(); }
 
@@ -121,6 +127,8 @@ class ContainerIo {
   loop::HandlePtr<loop::PipeStream> terminal_;
   state::UniqueFd stdoutWrite_, stderrWrite_, stdinRead_;  // the container's ends, until created
   state::UniqueFd stdinWrite_;                             // ours (not for a tty)
+  loop::HandlePtr<loop::PipeStream> stdinStream_;          // attachers' writes (not for a tty)
+  bool stdinClosed_ = false;
   int openStreams_ = 0;
   bool started_ = false;
   std::array<bool, 2> ended_{};  // by logging::LogStream

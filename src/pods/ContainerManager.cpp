@@ -249,6 +249,15 @@ void ContainerManager::execSync(const std::string& id, std::vector<std::string> 
              }));
 }
 
+void ContainerManager::closeStdin(const std::string& id) {
+  auto it = containers_.find(id);
+  if (it == containers_.end() || !it->second->io) return;
+  it->second->io->closeStdin();
+  if (!it->second->config.tty()) {
+    exits_.release(id, static_cast<uint32_t>(monitor::HeldStream::kStdin));
+  }
+}
+
 std::string ContainerManager::bundleDir(const std::string& id) const {
   return options_.runRoot + "/containers/" + id;
 }

@@ -126,6 +126,10 @@ class ContainerManager {
   grpc::Status prepareExec(const std::string& id, std::vector<std::string> cmd, bool tty,
                            ExecFiles& out);
 
+  // stdin_once after an attacher's end of input: the container's stdin closes once what was
+  // queued is written, the keeper's copy with it.
+  void closeStdin(const std::string& id);
+
   // For the pod manager: every container of a pod stopped (or removed).
   void stopAllOf(const std::string& podId, std::function<void(grpc::Status)> done);
   void removeAllOf(const std::string& podId, std::function<void(grpc::Status)> done);

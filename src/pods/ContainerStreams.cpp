@@ -39,9 +39,9 @@ class AttachCommand final : public exec::RemoteCommand {
  public:
   static constexpr size_t kMaxBacklog = 8 * 1024 * 1024;
 
-  AttachCommand(loop::Loop& loop, ContainerManager& containers, exec::AttachStreamRequest request,
+  AttachCommand(ContainerManager& containers, exec::AttachStreamRequest request,
                 exec::CommandClient& client)
-      : loop_(loop), containers_(containers), request_(std::move(request)), client_(client) {}
+      : containers_(containers), request_(std::move(request)), client_(client) {}
 
   ~AttachCommand() override {
     if (monitor::ContainerIo* io = containerIo(); io != nullptr && tap_ != 0) io->removeTap(tap_);
@@ -64,32 +64,31 @@ class AttachCommand final : public exec::RemoteCommand {
                         tap_ = 0;
                         client_.finish(exec::CommandOutcome{});
                       });
-    if (request_.stdin && io->stdinFd() >= 0) {
-      // Our own descriptor: the container's stays with its ContainerIo (and the keeper).
-      const int fd = fcntl(io->stdinFd(), F_DUPFD_CLOEXEC, 3);
-      int rc = 0;
-      if (fd >= 0) stdin_ = loop::PipeStream::adopt(loop_, fd, &rc);
-      if (fd >= 0 && !stdin_) close(fd);
-    }
     return Status::ok();
   }
 
   void input(std::string bytes) override {
-    if (stdin_)
-      stdin_->write(std::move(bytes), [this, alive = lifetime_.watch()](int) {
-        if (!alive.expired()) inputWritten();
-      });
+    monitor::ContainerIo* io = containerIo();
+    if (!request_.stdin || io == nullptr) return;
+    io->writeStdin(std::move(bytes), [this, alive = lifetime_.watch()] {
+      if (!alive.expired()) inputWritten();
+    });
   }
-  size_t inputQueuedBytes() const override { return stdin_ ? stdin_->writeQueueBytes() : 0; }
+  size_t inputQueuedBytes() const override {
+    monitor::ContainerIo* io = containerIo();
+    return io != nullptr ? io->stdinQueuedBytes() : 0;
+  }
   void whenInputWritten(std::function<void()> written) override {
     if (inputQueuedBytes() <= kInputHighWater / 2) return written();
     waiters_.push_back(std::move(written));
   }
-  // stdin_once: the client's end of input is the container's (kubelet's StdinOnce).
+  // stdin_once: the client's end of input is the container's (kubelet's StdinOnce), after
+  // what it sent before.
   void inputEnd() override {
     const Container* c = containers_.find(request_.containerId);
-    if (c != nullptr && c->config.stdin_once() && c->io) c->io->closeStdin();
-    stdin_.reset();
+    if (request_.stdin && c != nullptr && c->config.stdin_once()) {
+      containers_.closeStdin(request_.containerId);
+    }
   }
   void resize(uint16_t width, uint16_t height) override {
     monitor::ContainerIo* io = containerIo();
@@ -122,14 +121,12 @@ class AttachCommand final : public exec::RemoteCommand {
       waiter();
   }
 
-  loop::Loop& loop_;
   ContainerManager& containers_;
   exec::AttachStreamRequest request_;
   exec::CommandClient& client_;
   bool tty_ = false;
   uint64_t tap_ = 0;
   uint64_t lost_ = 0;
-  loop::HandlePtr<loop::PipeStream> stdin_;
   std::vector<std::function<void()>> waiters_;
   loop::LifetimeGuard lifetime_;
 };
@@ -178,7 +175,7 @@ std::unique_ptr<exec::RemoteCommand> ContainerStreams::attach(
     const exec::AttachStreamRequest& request, exec::CommandClient& client, Status& error) {
   error = checkAttach(request.containerId);
   if (!error.isOk()) return nullptr;
-  auto command = std::make_unique<AttachCommand>(loop_, containers_, request, client);
+  auto command = std::make_unique<AttachCommand>(containers_, request, client);
   error = command->begin();
   if (!error.isOk()) return nullptr;
   return command;

@@ -501,3 +501,32 @@ def test_a_command_that_cannot_run_says_why_on_the_error_stream(daemon, sleeper)
     status_ = json.loads(ws_collect(ws)[3])
     assert status_["status"] == "Failure" and status_["reason"] == "InternalError", status_
     assert "/no/such/binary" in status_["message"], status_
+
+
+def test_stdin_once_reaches_the_container_under_the_keeper(tmp_path, registry):
+    """The keeper holds a copy of a container's stdin: the attacher's end of input must release
+    it too, or the container would wait for input forever."""
+    from test_containers import keeper_daemon
+    d = keeper_daemon(tmp_path, registry)
+    try:
+        pod = make_pod(d, tmp_path, name="pod-keeper-attach")
+        container_id = create(d, pod, "reader",
+                              ["sh", "-c", "while read l; do echo got:$l; done; echo stdin-closed"],
+                              stdin=True, stdin_once=True)
+        start(d, container_id)
+        replay = Replay("attach-stdin", attach_url(d, container_id, stdin=True))
+        assert replay.data(stream_of("attach-stdin", "stdout")) == (
+            b"got:hello\ngot:world\nstdin-closed\n")
+        deadline = time.monotonic() + 10
+        while status(d, container_id).status.state != api_pb2.CONTAINER_EXITED:
+            assert time.monotonic() < deadline, "the container never saw the end of its input"
+            time.sleep(0.05)
+        call(d, "RemovePodSandbox", api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod[0]),
+             api_pb2.RemovePodSandboxResponse)
+    finally:
+        assert d.stop() == 0, d.log()
+        from test_containers import own_cgroup
+        for hierarchy in ("memory", "pids", "cpu"):
+            left = f"/sys/fs/cgroup/{hierarchy}{own_cgroup(hierarchy)}/{d.cgroup_parent}"
+            if os.path.isdir(left):
+                os.rmdir(left)
