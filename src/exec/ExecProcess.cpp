@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "state/UniqueFd.h"
 
@@ -62,7 +63,9 @@ std::unique_ptr<ExecProcess> ExecProcess::start(loop::Loop& loop, oci::OciRuntim
     options.stderrFd = stderrWrite.get();
     options.stdinFd = stdinRead.get();
   }
+  auto removeFiles = std::exchange(raw->request_.removeFiles, nullptr);
   if (!opened.isOk()) {
+    if (removeFiles) removeFiles();
     loop.defer(raw->lifetime_.watch(), [raw, opened] {
       raw->runtimeStatus_ = opened;
       raw->processEnded_ = true;
@@ -70,8 +73,9 @@ std::unique_ptr<ExecProcess> ExecProcess::start(loop::Loop& loop, oci::OciRuntim
     });
     return process;
   }
-  runtime.exec(options, [raw, alive = raw->lifetime_.watch(), &exits, owner = raw->request_.owner](
-                            Status status, pid_t pid) {
+  runtime.exec(options, [raw, alive = raw->lifetime_.watch(), &exits, owner = raw->request_.owner,
+                         removeFiles = std::move(removeFiles)](Status status, pid_t pid) {
+    if (removeFiles) removeFiles();
     if (!alive.expired()) return raw->onRuntimeDone(std::move(status), pid);
     // Abandoned while the runtime started it: its exit is still claimed, or the keeper would
     // keep it among the untracked ones (and a daemon without a keeper, a zombie).

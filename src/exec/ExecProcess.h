@@ -38,6 +38,9 @@ struct ExecProcessRequest {
   bool tty = false;
   bool stdin = false;
   std::string consoleSocket;  // with a tty: where the runtime sends the pty master
+  // Removes the process and pid files: run once the runtime answered (it reads the one and
+  // writes the other until then), even if this process was abandoned meanwhile.
+  std::function<void()> removeFiles;
 };
 
 class ExecProcess {

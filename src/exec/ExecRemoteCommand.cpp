@@ -2,22 +2,17 @@
 
 namespace monocri::exec {
 
-std::unique_ptr<ExecRemoteCommand> ExecRemoteCommand::start(
-    loop::Loop& loop, oci::OciRuntimeClient& runtime, monitor::ExitMonitor& exits,
-    ExecProcessRequest request, CommandClient& client, std::function<void()> cleanup) {
-  std::unique_ptr<ExecRemoteCommand> command(new ExecRemoteCommand(client, std::move(cleanup)));
+std::unique_ptr<ExecRemoteCommand> ExecRemoteCommand::start(loop::Loop& loop,
+                                                            oci::OciRuntimeClient& runtime,
+                                                            monitor::ExitMonitor& exits,
+                                                            ExecProcessRequest request,
+                                                            CommandClient& client) {
+  std::unique_ptr<ExecRemoteCommand> command(new ExecRemoteCommand(client));
   command->process_ = ExecProcess::start(loop, runtime, exits, std::move(request), *command);
   return command;
 }
 
-ExecRemoteCommand::~ExecRemoteCommand() {
-  process_.reset();
-  runCleanup();
-}
-
-void ExecRemoteCommand::runCleanup() {
-  if (auto cleanup = std::exchange(cleanup_, nullptr)) cleanup();
-}
+ExecRemoteCommand::~ExecRemoteCommand() = default;
 
 void ExecRemoteCommand::onOutput(logging::LogStream stream, std::string_view bytes) {
   client_.sendOutput(stream, bytes);
@@ -34,7 +29,6 @@ void ExecRemoteCommand::outputDrained() {
 }
 
 void ExecRemoteCommand::onEnded(grpc::Status status, int exitCode) {
-  runCleanup();
   client_.finish(CommandOutcome{std::move(status), exitCode});
 }
 

@@ -13,11 +13,10 @@ namespace monocri::exec {
 
 class ExecRemoteCommand final : public RemoteCommand, private ExecProcess::Handler {
  public:
-  // `cleanup` runs once when the process ended or this is destroyed (the process files).
   static std::unique_ptr<ExecRemoteCommand> start(loop::Loop& loop, oci::OciRuntimeClient& runtime,
                                                   monitor::ExitMonitor& exits,
-                                                  ExecProcessRequest request, CommandClient& client,
-                                                  std::function<void()> cleanup);
+                                                  ExecProcessRequest request,
+                                                  CommandClient& client);
   ~ExecRemoteCommand() override;
 
   void input(std::string bytes) override;
@@ -28,15 +27,12 @@ class ExecRemoteCommand final : public RemoteCommand, private ExecProcess::Handl
   void outputDrained() override;
 
  private:
-  ExecRemoteCommand(CommandClient& client, std::function<void()> cleanup)
-      : client_(client), cleanup_(std::move(cleanup)) {}
+  explicit ExecRemoteCommand(CommandClient& client) : client_(client) {}
   void onOutput(logging::LogStream stream, std::string_view bytes) override;
   void onEnded(grpc::Status status, int exitCode) override;
   void inputWritten();
-  void runCleanup();
 
   CommandClient& client_;
-  std::function<void()> cleanup_;
   std::unique_ptr<ExecProcess> process_;
   std::vector<std::function<void()>> inputWaiters_;
   bool outputPaused_ = false;

@@ -167,8 +167,8 @@ std::unique_ptr<exec::RemoteCommand> ContainerStreams::exec(const exec::ExecStre
   process.tty = request.tty;
   process.stdin = request.stdin;
   process.consoleSocket = files.consoleSocket;
-  return exec::ExecRemoteCommand::start(loop_, runtime_, exits_, std::move(process), client,
-                                        [files] { files.remove(); });
+  process.removeFiles = [files] { files.remove(); };
+  return exec::ExecRemoteCommand::start(loop_, runtime_, exits_, std::move(process), client);
 }
 
 std::unique_ptr<exec::RemoteCommand> ContainerStreams::attach(

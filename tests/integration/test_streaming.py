@@ -530,3 +530,31 @@ def test_stdin_once_reaches_the_container_under_the_keeper(tmp_path, registry):
             left = f"/sys/fs/cgroup/{hierarchy}{own_cgroup(hierarchy)}/{d.cgroup_parent}"
             if os.path.isdir(left):
                 os.rmdir(left)
+
+
+def test_sessions_dropped_while_runc_starts_the_exec_leave_no_zombie(daemon, pod, sleeper):
+    """A client that leaves while `runc exec` is still starting its process (found by the
+    monoctl work: the process files went before runc answered, and the pid was never tracked):
+    the process is still reaped, and the container still stops."""
+    import subprocess
+    recorded = open(os.path.join(FIXTURES, "exec-exit-code.c2s.bin"), "rb").read()
+    head_end = recorded.index(b"\r\n\r\n") + 4
+    body = recorded[head_end:]
+    syns = b"".join(body[o:o + 8 + len(p)] for o, c, k, _, p in split_frames(body)
+                    if c and k == SYN_STREAM)
+    for attempt in range(40):
+        url = urllib.parse.urlparse(
+            exec_url(daemon, sleeper, ["sh", "-c", "echo started; exec sleep 300"]))
+        head = re.sub(rb"^POST \S+ ", b"POST " + url.path.encode() + b" ", recorded[:head_end])
+        with socket.create_connection((url.hostname, url.port)) as s:
+            s.sendall(head + syns)
+            got = b""
+            while b"started" not in got:  # the process runs; runc may not have answered yet
+                got += s.recv(4096)
+            time.sleep((attempt % 10) * 0.001)
+        time.sleep(0.3)
+    call(daemon, "StopContainer", api_pb2.StopContainerRequest(container_id=sleeper, timeout=0),
+         api_pb2.StopContainerResponse)
+    ps = subprocess.run(["ps", "-o", "stat=", "--ppid", str(daemon.pid)],
+                        capture_output=True, text=True).stdout.split()
+    assert not [s for s in ps if s.startswith("Z")], ps
