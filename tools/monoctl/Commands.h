@@ -1,4 +1,4 @@
-// monoctl's image and pod verbs (the runtime verbs live in main.cpp).
+// monoctl's image, pod, container and streaming verbs (the runtime verbs live in main.cpp).
 #pragma once
 
 #include <string>
@@ -66,5 +66,24 @@ struct UpdateOptions {
   std::string cpusetCpus, cpusetMems;
 };
 int runUpdateContainers(const Options& options, const UpdateOptions& update);
+
+// The streaming verbs (StreamCommands.cpp), over the streaming server's SPDY/3.1.
+struct ExecOptions {
+  std::string container;
+  std::vector<std::string> command;
+  bool stdin = false, tty = false;
+  bool sync = false;           // ExecSync instead of a session
+  int64_t timeoutSeconds = 0;  // --sync: the command's limit (0: none)
+};
+// exec: the command's exit code is monoctl's.
+int runExec(const Options& options, const ExecOptions& exec);
+struct AttachOptions {
+  std::string container;
+  bool stdin = false, tty = false;
+};
+int runAttach(const Options& options, const AttachOptions& attach);
+// port-forward POD [LOCAL:]REMOTE...: until SIGINT/SIGTERM (exit 0).
+int runPortForward(const Options& options, const std::string& podPrefix,
+                   const std::vector<std::string>& specs);
 
 }  // namespace monocri::monoctl

@@ -293,7 +293,54 @@ int main(int argc, char** argv) {
   logsCommand->add_flag("--timestamps", logs.timestamps, "Show each line's time");
   logsCommand->add_option("--tail", logs.tail, "The last N lines");
   logsCommand->add_option("--since", logs.since, "Lines from this RFC 3339 time on");
+  // exec CONTAINER CMD...: everything from the command on is the command's (prefix_command),
+  // its own options included; `--` before it is allowed.
+  monocri::monoctl::ExecOptions execOptions;
+  auto* execCommand = app.add_subcommand("exec", "Run a command in a running container");
+  execCommand->add_flag("-i,--interactive", execOptions.stdin, "Pass stdin to the command");
+  execCommand->add_flag("-t,--tty", execOptions.tty,
+                        "Run the command on a terminal (raw mode when stdin is one, with -i)");
+  execCommand->add_flag("-s,--sync", execOptions.sync,
+                        "Run it with ExecSync: output printed once it exits");
+  execCommand->add_option("--timeout", execOptions.timeoutSeconds,
+                          "With --sync: seconds before the command is killed (0: no limit)");
+  execCommand->add_option("container", execOptions.container, "Container id (or unique prefix)")
+      ->required();
+  // The command is collected by prefix_command() as remaining(): this positional takes nothing
+  // (its check refuses every word) but keeps `exec ID -- CMD` from handing `--` and what follows
+  // to the top level, and names the command in --help.
+  std::vector<std::string> commandWords;
+  execCommand
+      ->add_option("command", commandWords, "The command and its arguments (`--` before: allowed)")
+      ->check(CLI::Validator([](std::string&) { return std::string("not a positional"); }, "CMD...",
+                             "command"));
+  execCommand->validate_positionals();
+  execCommand->fallthrough(false);
+  execCommand->prefix_command();
+  monocri::monoctl::AttachOptions attachOptions;
+  auto* attachCommand = app.add_subcommand("attach", "Attach to a running container's stdio");
+  attachCommand->add_flag("-i,--stdin", attachOptions.stdin, "Pass stdin to the container");
+  attachCommand->add_flag("-t,--tty", attachOptions.tty,
+                          "The container has a terminal (created with tty)");
+  attachCommand->add_option("container", attachOptions.container, "Container id (or unique prefix)")
+      ->required();
+  std::string forwardPod;
+  std::vector<std::string> forwardPorts;
+  auto* portForward =
+      app.add_subcommand("port-forward", "Forward local ports to a pod's ports, until interrupted");
+  portForward->add_option("pod", forwardPod, "Pod id (or unique prefix)")->required();
+  portForward
+      ->add_option("ports", forwardPorts,
+                   "[LOCAL:]REMOTE: 127.0.0.1:LOCAL to the pod's REMOTE (LOCAL 0 or none: "
+                   "any free port)")
+      ->required();
   CLI11_PARSE(app, argc, argv);
+  if (*execCommand) {
+    execOptions.command = execCommand->remaining();
+    if (!execOptions.command.empty() && execOptions.command.front() == "--") {
+      execOptions.command.erase(execOptions.command.begin());
+    }
+  }
 
   auto timeout = parseDuration(options.timeoutText);
   if (!timeout) {
@@ -338,5 +385,8 @@ int main(int argc, char** argv) {
   if (*inspectCommand) return runInspectContainers(options, inspectIds);
   if (*updateCommand) return runUpdateContainers(options, update);
   if (*logsCommand) return runLogs(options, logs);
+  if (*execCommand) return runExec(options, execOptions);
+  if (*attachCommand) return runAttach(options, attachOptions);
+  if (*portForward) return runPortForward(options, forwardPod, forwardPorts);
   return 2;
 }
