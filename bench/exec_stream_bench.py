@@ -8,7 +8,7 @@ the daemon's CPU per MB.
   bench/exec_stream_bench.py [--mib 256] [--rounds 3]
 
 The SPDY client opens its streams with the SYN_STREAM frames kubectl sent in
-../shared/fixtures/spdy/exec-cat-256k.c2s.bin (their zlib header blocks as recorded) and sends
+tests/fixtures/spdy/exec-cat-256k.c2s.bin (their zlib header blocks as recorded) and sends
 32 KiB DATA frames, as kubectl does. Needs root, runc and Debian's docker-registry; run it under
 tests/harness/in-namespace."""
 import argparse
@@ -32,9 +32,7 @@ from pod_start_bench import (RUNC, RUNTIME, api_pb2, make_log_dirs,  # noqa: E40
                              stop_daemon, tmpfs_at, unary)
 from registry import Registry  # noqa: E402
 
-FIXTURE = os.path.join(os.environ.get("MONOCRI_FIXTURES",
-                                      os.path.join(HERE, "..", "..", "shared", "fixtures")),
-                       "spdy", "exec-cat-256k.c2s.bin")
+FIXTURE = os.path.join(HERE, "..", "tests", "fixtures", "spdy", "exec-cat-256k.c2s.bin")
 CHUNK = 32 * 1024
 
 

@@ -1,6 +1,6 @@
 """The streaming server against real runc containers: Exec, Attach and PortForward URLs dialed
 by independent clients. SPDY/3.1 is driven by replays of the bytes kubectl 1.26 sent through
-kubelet (../shared/fixtures/spdy/), paced as they were recorded, with this file's own frame
+kubelet (tests/fixtures/spdy/), paced as they were recorded, with this file's own frame
 splitter reading the answers; WebSocket by Python's `websocket` client."""
 import json
 import os
@@ -18,7 +18,8 @@ from monocri_harness import api_pb2
 from test_containers import (RUNTIME, call, create, daemon, make_pod,  # noqa: F401
                              registry, start, status)
 
-FIXTURES = os.path.join(os.environ.get("MONOCRI_FIXTURES", "/work/shared/fixtures"), "spdy")
+FIXTURES = os.path.join(os.environ.get("MONOCRI_FIXTURES") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"), "spdy")
 SUCCESS = {"metadata": {}, "status": "Success"}
 
 
