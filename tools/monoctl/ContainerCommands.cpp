@@ -43,26 +43,6 @@ std::string stateName(v1::ContainerState state) {
   }
 }
 
-grpc::Status resolveContainer(const Options& options, const std::string& prefix, std::string& id) {
-  v1::ListContainersRequest request;
-  request.mutable_filter()->set_id(prefix);
-  v1::ListContainersResponse response;
-  if (grpc::Status s = callRuntime(options, method("ListContainers"), request, response);
-      !s.isOk()) {
-    return s;
-  }
-  if (response.containers_size() != 1) {
-    return grpc::Status(response.containers_size() == 0 ? grpc::StatusCode::kNotFound
-                                                        : grpc::StatusCode::kInvalidArgument,
-                        response.containers_size() == 0
-                            ? fmt::format("no container matches '{}'", prefix)
-                            : fmt::format("'{}' matches {} containers: give more of the id", prefix,
-                                          response.containers_size()));
-  }
-  id = response.containers(0).id();
-  return grpc::Status::ok();
-}
-
 // As crictl (kubelet's log reader): following ends once the container is not running. Its
 // last output may reach the file just after its exit is reported (the daemon drains the pipes
 // after the exit), so the reading goes on for kExitGrace after the exit was seen. A daemon

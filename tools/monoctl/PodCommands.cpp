@@ -22,27 +22,6 @@ std::string method(std::string_view name) {
   return std::string(kRuntimeService) + std::string(name);
 }
 
-// Ids given by prefix, as crictl accepts them: resolved through ListPodSandbox.
-grpc::Status resolvePod(const Options& options, const std::string& prefix, std::string& id) {
-  v1::ListPodSandboxRequest request;
-  request.mutable_filter()->set_id(prefix);
-  v1::ListPodSandboxResponse response;
-  if (grpc::Status s = callRuntime(options, method("ListPodSandbox"), request, response);
-      !s.isOk()) {
-    return s;
-  }
-  if (response.items_size() == 0) {
-    return grpc::Status(grpc::StatusCode::kNotFound, fmt::format("no pod matches '{}'", prefix));
-  }
-  if (response.items_size() > 1) {
-    return grpc::Status(
-        grpc::StatusCode::kInvalidArgument,
-        fmt::format("'{}' matches {} pods: give more of the id", prefix, response.items_size()));
-  }
-  id = response.items(0).id();
-  return grpc::Status::ok();
-}
-
 }  // namespace
 
 int runRunPod(const Options& options, const std::string& configPath,

@@ -1,5 +1,7 @@
 #include "monoctl/Runtime.h"
 
+#include "api.pb.h"
+
 #include <fmt/format.h>
 
 #include <chrono>
@@ -93,6 +95,48 @@ bool parseLabelSelector(std::string_view verb, const std::vector<std::string>& l
     selector[label.substr(0, eq)] = label.substr(eq + 1);
   }
   return true;
+}
+
+grpc::Status resolveContainer(const Options& options, const std::string& prefix, std::string& id) {
+  runtime::v1::ListContainersRequest request;
+  request.mutable_filter()->set_id(prefix);
+  runtime::v1::ListContainersResponse response;
+  if (grpc::Status s =
+          callRuntime(options, "/runtime.v1.RuntimeService/ListContainers", request, response);
+      !s.isOk()) {
+    return s;
+  }
+  if (response.containers_size() != 1) {
+    return grpc::Status(response.containers_size() == 0 ? grpc::StatusCode::kNotFound
+                                                        : grpc::StatusCode::kInvalidArgument,
+                        response.containers_size() == 0
+                            ? fmt::format("no container matches '{}'", prefix)
+                            : fmt::format("'{}' matches {} containers: give more of the id", prefix,
+                                          response.containers_size()));
+  }
+  id = response.containers(0).id();
+  return grpc::Status::ok();
+}
+
+grpc::Status resolvePod(const Options& options, const std::string& prefix, std::string& id) {
+  runtime::v1::ListPodSandboxRequest request;
+  request.mutable_filter()->set_id(prefix);
+  runtime::v1::ListPodSandboxResponse response;
+  if (grpc::Status s =
+          callRuntime(options, "/runtime.v1.RuntimeService/ListPodSandbox", request, response);
+      !s.isOk()) {
+    return s;
+  }
+  if (response.items_size() == 0) {
+    return grpc::Status(grpc::StatusCode::kNotFound, fmt::format("no pod matches '{}'", prefix));
+  }
+  if (response.items_size() > 1) {
+    return grpc::Status(
+        grpc::StatusCode::kInvalidArgument,
+        fmt::format("'{}' matches {} pods: give more of the id", prefix, response.items_size()));
+  }
+  id = response.items(0).id();
+  return grpc::Status::ok();
 }
 
 }  // namespace monocri::monoctl

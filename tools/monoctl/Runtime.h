@@ -72,4 +72,9 @@ nlohmann::ordered_json verboseDocument(const nlohmann::ordered_json& status,
 bool parseLabelSelector(std::string_view verb, const std::vector<std::string>& labels,
                         google::protobuf::Map<std::string, std::string>& selector);
 
+// Ids given by unique prefix, as crictl accepts them: resolved through ListContainers or
+// ListPodSandbox. NOT_FOUND when nothing matches, INVALID_ARGUMENT when several do.
+grpc::Status resolveContainer(const Options& options, const std::string& prefix, std::string& id);
+grpc::Status resolvePod(const Options& options, const std::string& prefix, std::string& id);
+
 }  // namespace monocri::monoctl

@@ -61,46 +61,6 @@ int remainingMs(Clock::time_point deadline) {
   return left <= 0 ? 0 : static_cast<int>(std::min<int64_t>(left, INT_MAX));
 }
 
-grpc::Status resolveContainer(const Options& options, const std::string& prefix, std::string& id) {
-  v1::ListContainersRequest request;
-  request.mutable_filter()->set_id(prefix);
-  v1::ListContainersResponse response;
-  if (grpc::Status s = callRuntime(options, method("ListContainers"), request, response);
-      !s.isOk()) {
-    return s;
-  }
-  if (response.containers_size() != 1) {
-    return grpc::Status(response.containers_size() == 0 ? grpc::StatusCode::kNotFound
-                                                        : grpc::StatusCode::kInvalidArgument,
-                        response.containers_size() == 0
-                            ? fmt::format("no container matches '{}'", prefix)
-                            : fmt::format("'{}' matches {} containers: give more of the id", prefix,
-                                          response.containers_size()));
-  }
-  id = response.containers(0).id();
-  return grpc::Status::ok();
-}
-
-grpc::Status resolvePod(const Options& options, const std::string& prefix, std::string& id) {
-  v1::ListPodSandboxRequest request;
-  request.mutable_filter()->set_id(prefix);
-  v1::ListPodSandboxResponse response;
-  if (grpc::Status s = callRuntime(options, method("ListPodSandbox"), request, response);
-      !s.isOk()) {
-    return s;
-  }
-  if (response.items_size() != 1) {
-    return grpc::Status(response.items_size() == 0 ? grpc::StatusCode::kNotFound
-                                                   : grpc::StatusCode::kInvalidArgument,
-                        response.items_size() == 0
-                            ? fmt::format("no pod matches '{}'", prefix)
-                            : fmt::format("'{}' matches {} pods: give more of the id", prefix,
-                                          response.items_size()));
-  }
-  id = response.items(0).id();
-  return grpc::Status::ok();
-}
-
 // ---- exec and attach: the remotecommand protocol ----
 
 // `object[key]` when it is a string, else "" (the server's JSON is not trusted to be typed).
