@@ -108,7 +108,11 @@ class StreamingServer::Handshake {
       case http::HttpRequestParser::Result::kComplete:
         socket_->stopReading();
         timer_->stop();
-        return upgrade(std::string(bytes.substr(consumed)));
+        // From a clean stack: the session takes the socket's read callback, this one's.
+        server_.loop_.defer(lifetime_.watch(), [this, early = std::string(bytes.substr(consumed))] {
+          upgrade(early);
+        });
+        return;
     }
   }
 
