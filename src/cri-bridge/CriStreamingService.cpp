@@ -28,6 +28,19 @@ Status checkStdio(bool tty, bool stdin, bool stdout, bool stderr) {
   return Status::ok();
 }
 
+// Leaves `request` with the streaming server and answers its URL.
+template <typename Response>
+void answerUrl(exec::StreamingServer& streaming, exec::StreamRequest request,
+               UnaryResponder<Response>& responder) {
+  std::string url;
+  if (Status status = streaming.newUrl(std::move(request), url); !status.isOk()) {
+    return responder.fail(status);
+  }
+  Response response;
+  response.set_url(url);
+  responder.finish(response);
+}
+
 }  // namespace
 
 CriStreamingService::CriStreamingService(grpc::GrpcServer& server, exec::StreamingServer& streaming,
@@ -49,12 +62,7 @@ CriStreamingService::CriStreamingService(grpc::GrpcServer& server, exec::Streami
         stored.stdin = request.stdin();
         stored.stdout = request.stdout();
         stored.stderr = request.stderr();
-        std::string url;
-        if (status = streaming_.newUrl(std::move(stored), url); !status.isOk())
-          return r.fail(status);
-        v1::ExecResponse response;
-        response.set_url(url);
-        r.finish(response);
+        answerUrl(streaming_, std::move(stored), r);
       });
 
   server.addUnary<v1::AttachRequest, v1::AttachResponse>(
@@ -70,12 +78,7 @@ CriStreamingService::CriStreamingService(grpc::GrpcServer& server, exec::Streami
         stored.stdin = request.stdin();
         stored.stdout = request.stdout();
         stored.stderr = request.stderr();
-        std::string url;
-        if (status = streaming_.newUrl(std::move(stored), url); !status.isOk())
-          return r.fail(status);
-        v1::AttachResponse response;
-        response.set_url(url);
-        r.finish(response);
+        answerUrl(streaming_, std::move(stored), r);
       });
 
   server.addUnary<v1::PortForwardRequest, v1::PortForwardResponse>(
@@ -92,12 +95,7 @@ CriStreamingService::CriStreamingService(grpc::GrpcServer& server, exec::Streami
         exec::PortForwardStreamRequest stored;
         stored.podId = request.pod_sandbox_id();
         stored.ports.assign(request.port().begin(), request.port().end());
-        std::string url;
-        if (status = streaming_.newUrl(std::move(stored), url); !status.isOk())
-          return r.fail(status);
-        v1::PortForwardResponse response;
-        response.set_url(url);
-        r.finish(response);
+        answerUrl(streaming_, std::move(stored), r);
       });
 }
 
