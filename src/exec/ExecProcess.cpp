@@ -172,12 +172,14 @@ void ExecProcess::resize(uint16_t width, uint16_t height) {
 }
 
 void ExecProcess::writeInput(std::string bytes, std::function<void()> written) {
-  auto done = [written = std::move(written)](int) {
-    if (written) written();
+  auto whenDone = [](std::function<void()> callback) {
+    return [callback = std::move(callback)](int) {
+      if (callback) callback();
+    };
   };
   if (request_.tty) {
     if (terminal_ && !terminalEnded_) {
-      terminal_->write(std::move(bytes), std::move(done));
+      terminal_->write(std::move(bytes), whenDone(std::move(written)));
       return;
     }
     if (!terminalEnded_ && !ended_) {
@@ -187,7 +189,7 @@ void ExecProcess::writeInput(std::string bytes, std::function<void()> written) {
       return;
     }
   } else if (input_ && !inputClosed_) {
-    input_->write(std::move(bytes), std::move(done));
+    input_->write(std::move(bytes), whenDone(std::move(written)));
     return;
   }
   if (written) loop_.defer(lifetime_.watch(), std::move(written));

@@ -197,11 +197,10 @@ class SpdySession final : public StreamSession,
       }
   }
 
+  // A client that breaks the protocol gets GOAWAY; its command loses it (no status can reach
+  // it through a broken stream).
   void protocolError(const std::string& why) {
     spdlog::info("spdy session: {}: closing the connection", why);
-    if (command_ && !closing_) {
-      // The command loses its client; the status cannot reach it through a broken stream.
-    }
     closeConnection(spdy::kGoawayProtocolError);
   }
 
