@@ -21,8 +21,7 @@ TEST(ErrorStream, V4StatusIsByteForByteWhatKubectlGotFromCriO) {
 
 TEST(ErrorStream, FailuresToRunAreInternalErrorsWithTheReason) {
   const std::string v4 = errorStreamMessage(
-      CommandOutcome{grpc::Status(grpc::StatusCode::kInternal, "exec: \"nope\": not found"), 0},
-      5);
+      CommandOutcome{grpc::Status(grpc::StatusCode::kInternal, "exec: \"nope\": not found"), 0}, 5);
   EXPECT_NE(v4.find(R"("reason":"InternalError")"), std::string::npos) << v4;
   EXPECT_NE(v4.find(R"(exec: \"nope\": not found)"), std::string::npos) << v4;
   // Before v4 the stream holds plain text, and nothing for a success.
@@ -64,8 +63,9 @@ TEST(ResizeDecoder, HostileEventsAreRefused) {
   EXPECT_FALSE(endless.feed(std::string(5000, ' '), ignore));
   ResizeDecoder message;
   std::pair<uint16_t, uint16_t> got{};
-  EXPECT_TRUE(message.feedMessage(R"({"Width":80,"Height":24})",
-                                  [&](uint16_t w, uint16_t h) { got = {w, h}; }));
+  EXPECT_TRUE(message.feedMessage(R"({"Width":80,"Height":24})", [&](uint16_t w, uint16_t h) {
+    got = {w, h};
+  }));
   EXPECT_EQ(got, (std::pair<uint16_t, uint16_t>{80, 24}));
 }
 

@@ -21,9 +21,9 @@ TEST(StreamToken, Is128RandomBitsAsUrlSafeBase64) {
   for (int i = 0; i < 1000; ++i) {
     const std::string token = newStreamToken();
     ASSERT_EQ(token.size(), 22u);  // ceil(128 / 6)
-    ASSERT_EQ(token.find_first_not_of(
-                  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
-              std::string::npos)
+    ASSERT_EQ(
+        token.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+        std::string::npos)
         << token;
     seen.insert(token);
   }
