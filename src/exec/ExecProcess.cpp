@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <cstring>
 #include <utility>
 
+#include "loop/ChildProcess.h"
 #include "state/UniqueFd.h"
 
 namespace monocri::exec {
@@ -245,6 +247,14 @@ void ExecProcess::onRuntimeDone(Status status, pid_t pid) {
                  exits.acknowledge(owner, pid);
                  if (!alive.expired()) onProcessExit(exit);
                });
+  if (killRequested_) kill();  // asked for while the runtime was starting it
+}
+
+void ExecProcess::kill() {
+  killRequested_ = true;
+  if (processEnded_ || pid_ == 0) return;
+  UniqueFd pidfd(loop::pidfdOpen(pid_));
+  if (pidfd.valid()) loop::pidfdSendSignal(pidfd.get(), SIGKILL);
 }
 
 void ExecProcess::onProcessExit(const monitor::ExitInfo& exit) {

@@ -80,6 +80,10 @@ class ExecProcess {
   void pauseOutput();
   void resumeOutput();
 
+  // SIGKILL to the process (ExecSync's timeout). Before the runtime told its pid, it is killed
+  // on arrival.
+  void kill();
+
   pid_t pid() const { return pid_; }
   bool ended() const { return ended_; }
 
@@ -120,6 +124,7 @@ class ExecProcess {
   bool processEnded_ = false;
   int exitCode_ = 0;
   pid_t pid_ = 0;
+  bool killRequested_ = false;
   bool ended_ = false;
   loop::LifetimeGuard lifetime_;
 };

@@ -34,7 +34,7 @@ void ExecRemoteCommand::onEnded(grpc::Status status, int exitCode) {
 
 void ExecRemoteCommand::input(std::string bytes) {
   process_->writeInput(std::move(bytes), [this, alive = lifetime_.watch()] {
-    if (!alive.expired()) inputWritten();
+    if (!alive.expired()) inputWaiters_.inputWritten(process_->inputQueuedBytes());
   });
 }
 
@@ -43,14 +43,7 @@ size_t ExecRemoteCommand::inputQueuedBytes() const {
 }
 
 void ExecRemoteCommand::whenInputWritten(std::function<void()> written) {
-  if (process_->inputQueuedBytes() <= kInputHighWater / 2) return written();
-  inputWaiters_.push_back(std::move(written));
-}
-
-void ExecRemoteCommand::inputWritten() {
-  if (inputWaiters_.empty() || process_->inputQueuedBytes() > kInputHighWater / 2) return;
-  for (auto& waiter : std::exchange(inputWaiters_, {}))
-    waiter();
+  inputWaiters_.add(process_->inputQueuedBytes(), std::move(written));
 }
 
 void ExecRemoteCommand::inputEnd() {

@@ -30,11 +30,10 @@ class ExecRemoteCommand final : public RemoteCommand, private ExecProcess::Handl
   explicit ExecRemoteCommand(CommandClient& client) : client_(client) {}
   void onOutput(logging::LogStream stream, std::string_view bytes) override;
   void onEnded(grpc::Status status, int exitCode) override;
-  void inputWritten();
 
   CommandClient& client_;
   std::unique_ptr<ExecProcess> process_;
-  std::vector<std::function<void()>> inputWaiters_;
+  InputWaiters inputWaiters_;
   bool outputPaused_ = false;
   loop::LifetimeGuard lifetime_;
 };

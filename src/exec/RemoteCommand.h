@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -77,6 +78,25 @@ class RemoteCommand {
   virtual void resize(uint16_t width, uint16_t height) = 0;
   // The client's output queue fell below half the high water mark: output may flow again.
   virtual void outputDrained() = 0;
+};
+
+// The callbacks of RemoteCommand::whenInputWritten, run once the queued input fell to half the
+// high water mark.
+class InputWaiters {
+ public:
+  void add(size_t queuedBytes, std::function<void()> written) {
+    if (queuedBytes <= RemoteCommand::kInputHighWater / 2) return written();
+    waiters_.push_back(std::move(written));
+  }
+  // Some input went out; `queuedBytes` is what is still queued.
+  void inputWritten(size_t queuedBytes) {
+    if (waiters_.empty() || queuedBytes > RemoteCommand::kInputHighWater / 2) return;
+    for (auto& waiter : std::exchange(waiters_, {}))
+      waiter();
+  }
+
+ private:
+  std::vector<std::function<void()>> waiters_;
 };
 
 // What the streaming server asks of the runtime behind it.

@@ -164,7 +164,7 @@ ContainerManager::~ContainerManager() {
 }
 
 Status ContainerManager::prepareExec(const std::string& id, std::vector<std::string> cmd, bool tty,
-                                     ExecFiles& out) {
+                                     exec::ExecProcessRequest& out) {
   if (cmd.empty()) return Status(StatusCode::kInvalidArgument, "an exec needs a cmd");
   const Container* c = find(id);
   if (c == nullptr) return Status(StatusCode::kNotFound, fmt::format("container {} not found", id));
@@ -194,6 +194,8 @@ Status ContainerManager::prepareExec(const std::string& id, std::vector<std::str
   out.processFile = fmt::format("{}/exec-{}.json", bundle, n);
   out.pidFile = fmt::format("{}/exec-{}.pid", bundle, n);
   out.owner = fmt::format("exec-{}-{}", id.substr(0, 32), n);  // the keeper takes 64 bytes
+  out.containerId = id;
+  out.tty = tty;
   if (tty) {
     // Short on purpose: a unix socket path holds at most 107 bytes.
     const std::string dir = options_.runRoot + "/cs";
@@ -208,12 +210,11 @@ Status ContainerManager::prepareExec(const std::string& id, std::vector<std::str
       !error.empty()) {
     return Status(StatusCode::kInternal, error);
   }
+  out.removeFiles = [files = std::pair{out.processFile, out.pidFile}] {
+    unlink(files.first.c_str());
+    unlink(files.second.c_str());
+  };
   return Status::ok();
-}
-
-void ContainerManager::ExecFiles::remove() const {
-  unlink(processFile.c_str());
-  unlink(pidFile.c_str());
 }
 
 void ContainerManager::execSync(const std::string& id, std::vector<std::string> cmd,
@@ -227,22 +228,16 @@ void ContainerManager::execSync(const std::string& id, std::vector<std::string> 
     return fail(Status(StatusCode::kInvalidArgument,
                        fmt::format("ExecSync timeout {} is negative", timeoutSeconds)));
   }
-  ExecFiles files;
-  if (Status status = prepareExec(id, std::move(cmd), false, files); !status.isOk()) {
+  exec::ExecSyncRequest request;
+  if (Status status = prepareExec(id, std::move(cmd), false, request.process); !status.isOk()) {
     return fail(status);
   }
-  exec::ExecSyncRequest request;
-  request.containerId = id;
-  request.processFile = files.processFile;
-  request.pidFile = files.pidFile;
   request.timeoutSeconds = timeoutSeconds;
-  request.owner = files.owner;
   const uint64_t n = nextExecSync_++;
   execSyncs_.emplace(
       n, exec::ExecSyncCall::start(
              loop_, runtime_, exits_, std::move(request),
-             [this, n, files, done = std::move(done)](Status status, exec::ExecSyncResult result) {
-               files.remove();
+             [this, n, done = std::move(done)](Status status, exec::ExecSyncResult result) {
                // The call is on the stack: freed after.
                loop_.defer(lifetime_.watch(), [this, n] { execSyncs_.erase(n); });
                done(std::move(status), std::move(result));

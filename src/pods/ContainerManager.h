@@ -117,14 +117,10 @@ class ContainerManager {
                 std::function<void(grpc::Status, exec::ExecSyncResult)> done);
 
   // What the runtime's exec needs for `cmd` in the running container `id`: the process file (the
-  // container's process settings, args replaced, a terminal if `tty`), the pid file, the exit
-  // monitor's name and, with a tty, the console socket's path. The caller removes the files.
-  struct ExecFiles {
-    std::string processFile, pidFile, owner, consoleSocket;
-    void remove() const;
-  };
+  // container's process settings, args replaced, a terminal if `tty`), the pid file and their
+  // removal, the exit monitor's name and, with a tty, the console socket's path.
   grpc::Status prepareExec(const std::string& id, std::vector<std::string> cmd, bool tty,
-                           ExecFiles& out);
+                           exec::ExecProcessRequest& out);
 
   // stdin_once after an attacher's end of input: the container's stdin closes once what was
   // queued is written, the keeper's copy with it.

@@ -71,7 +71,7 @@ class AttachCommand final : public exec::RemoteCommand {
     monitor::ContainerIo* io = containerIo();
     if (!request_.stdin || io == nullptr) return;
     io->writeStdin(std::move(bytes), [this, alive = lifetime_.watch()] {
-      if (!alive.expired()) inputWritten();
+      if (!alive.expired()) waiters_.inputWritten(inputQueuedBytes());
     });
   }
   size_t inputQueuedBytes() const override {
@@ -79,8 +79,7 @@ class AttachCommand final : public exec::RemoteCommand {
     return io != nullptr ? io->stdinQueuedBytes() : 0;
   }
   void whenInputWritten(std::function<void()> written) override {
-    if (inputQueuedBytes() <= kInputHighWater / 2) return written();
-    waiters_.push_back(std::move(written));
+    waiters_.add(inputQueuedBytes(), std::move(written));
   }
   // stdin_once: the client's end of input is the container's (kubelet's StdinOnce), after
   // what it sent before.
@@ -115,11 +114,6 @@ class AttachCommand final : public exec::RemoteCommand {
     client_.sendOutput(stream, bytes);
   }
 
-  void inputWritten() {
-    if (waiters_.empty() || inputQueuedBytes() > kInputHighWater / 2) return;
-    for (auto& waiter : std::exchange(waiters_, {}))
-      waiter();
-  }
 
   ContainerManager& containers_;
   exec::AttachStreamRequest request_;
@@ -127,7 +121,7 @@ class AttachCommand final : public exec::RemoteCommand {
   bool tty_ = false;
   uint64_t tap_ = 0;
   uint64_t lost_ = 0;
-  std::vector<std::function<void()>> waiters_;
+  exec::InputWaiters waiters_;
   loop::LifetimeGuard lifetime_;
 };
 
@@ -156,18 +150,10 @@ Status ContainerStreams::checkPortForward(const std::string& podId) const {
 std::unique_ptr<exec::RemoteCommand> ContainerStreams::exec(const exec::ExecStreamRequest& request,
                                                             exec::CommandClient& client,
                                                             Status& error) {
-  ContainerManager::ExecFiles files;
-  error = containers_.prepareExec(request.containerId, request.cmd, request.tty, files);
-  if (!error.isOk()) return nullptr;
   exec::ExecProcessRequest process;
-  process.containerId = request.containerId;
-  process.owner = files.owner;
-  process.processFile = files.processFile;
-  process.pidFile = files.pidFile;
-  process.tty = request.tty;
+  error = containers_.prepareExec(request.containerId, request.cmd, request.tty, process);
+  if (!error.isOk()) return nullptr;
   process.stdin = request.stdin;
-  process.consoleSocket = files.consoleSocket;
-  process.removeFiles = [files] { files.remove(); };
   return exec::ExecRemoteCommand::start(loop_, runtime_, exits_, std::move(process), client);
 }
 
