@@ -18,6 +18,7 @@ import pytest
 
 from monocri_harness import MONOCTL, api_pb2, run_monoctl
 from test_containers import call, create, daemon, make_pod, registry, start  # noqa: F401
+from test_streaming import wait_listening
 
 
 def endpoint(daemon):
@@ -261,11 +262,7 @@ def httpd(daemon, pod):
         "sh", "-c", "mkdir -p /www && head -c 1048576 /dev/urandom > /www/big.bin && "
                     "exec httpd -f -p 80 -h /www"])
     start(daemon, container_id)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if b":0050 " in exec_sync(daemon, container_id, ["cat", "/proc/net/tcp"]).stdout:
-            break
-        time.sleep(0.05)
+    wait_listening(daemon, container_id, 80)
     content = exec_sync(daemon, container_id, ["cat", "/www/big.bin"]).stdout
     assert len(content) == 1024 * 1024
     return container_id, hashlib.md5(content).hexdigest()

@@ -249,13 +249,20 @@ def httpd(daemon, pod):
         "sh", "-c", "mkdir -p /www && echo 'hello from busybox httpd' > /www/hello.txt && "
                     "exec httpd -f -p 80 -h /www"])
     start(daemon, container_id)
-    # Listening before anyone connects.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if b":0050 " in exec_sync(daemon, container_id, ["cat", "/proc/net/tcp"]).stdout:
-            break
-        time.sleep(0.05)
+    wait_listening(daemon, container_id, 80)
     return container_id
+
+
+def wait_listening(daemon, container_id, port, timeout=10):
+    """Until something in the container listens on `port` (busybox httpd binds [::]: its
+    /proc/net/tcp6 says so, or /proc/net/tcp for an IPv4 socket)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tables = exec_sync(daemon, container_id, ["cat", "/proc/net/tcp", "/proc/net/tcp6"])
+        if f":{port:04X} ".encode() in tables.stdout:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"nothing listens on port {port} in {container_id}")
 
 
 def test_spdy_port_forward_replays_two_connections(daemon, pod, httpd):
