@@ -7,6 +7,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -101,11 +102,15 @@ Status ExecProcess::openOutput(LogStream stream, UniqueFd& writeEnd) {
   auto& pipe = pipes_[static_cast<size_t>(stream)];
   pipe = monitor::OutputPipe::open(loop_, std::move(readEnd), nullptr, stream, 0, error);
   if (!pipe) return Status(StatusCode::kInternal, error);
-  pipe->start([this, stream](std::string_view bytes) { handler_.onOutput(stream, bytes); },
-              [this, stream] {
-                pipeEnded_[static_cast<size_t>(stream)] = true;
-                onOutputEnded();
-              });
+  pipe->start(
+      [this, stream](std::string_view bytes) {
+        outputDuringDrain();
+        handler_.onOutput(stream, bytes);
+      },
+      [this, stream] {
+        pipeEnded_[static_cast<size_t>(stream)] = true;
+        onOutputEnded();
+      });
   if (outputPaused_) pipe->pause();
   return Status::ok();
 }
@@ -142,7 +147,10 @@ void ExecProcess::onTerminal(UniqueFd master, std::string error) {
   terminal_->setLabel("exec terminal");
   applySize();
   terminal_->startReading(
-      [this](std::string_view bytes) { handler_.onOutput(LogStream::kStdout, bytes); },
+      [this](std::string_view bytes) {
+        outputDuringDrain();
+        handler_.onOutput(LogStream::kStdout, bytes);
+      },
       // EIO once the last process holding the terminal's other side is gone.
       [this](int) {
         terminalEnded_ = true;
@@ -276,23 +284,34 @@ void ExecProcess::onOutputEnded() {
 
 void ExecProcess::drainThenEnd() {
   if (outputEnded()) return end();
-  // A child of the process may still hold the pipes. What is in them now (and comes within
-  // kDrainMs of reading) is read, then they are closed. The drain's time runs only while the
-  // client takes output: a slow one still gets what the process wrote, at its own pace.
+  // A child of the process may still hold the pipes, or the kernel may not have handed over
+  // all the terminal's output yet. Output is read until none came for kDrainMs (kDrainCapMs at
+  // most: a child that keeps writing does not hold the session), then the pipes are closed.
+  // The drain's time runs only while the client takes output: a slow one still gets what the
+  // process wrote, at its own pace.
   drain_ = loop::Timer::create(loop_, "exec drain");
-  drainLeftMs_ = kDrainMs;
+  drainQuietLeftMs_ = kDrainMs;
+  drainCapLeftMs_ = kDrainCapMs;
   if (!outputPaused_) startDrainClock();
 }
 
 void ExecProcess::startDrainClock() {
   drainStartedMs_ = loop_.nowMs();
-  drain_->start(drainLeftMs_, 0, [this] { end(); });
+  drain_->start(std::min(drainQuietLeftMs_, drainCapLeftMs_), 0, [this] { end(); });
 }
 
 void ExecProcess::stopDrainClock() {
   drain_->stop();
   const uint64_t spent = loop_.nowMs() - drainStartedMs_;
-  drainLeftMs_ = spent >= drainLeftMs_ ? 0 : drainLeftMs_ - spent;
+  drainQuietLeftMs_ -= std::min(spent, drainQuietLeftMs_);
+  drainCapLeftMs_ -= std::min(spent, drainCapLeftMs_);
+}
+
+void ExecProcess::outputDuringDrain() {
+  if (!drain_ || ended_ || outputPaused_) return;
+  stopDrainClock();
+  drainQuietLeftMs_ = kDrainMs;
+  startDrainClock();
 }
 
 void ExecProcess::end() {

@@ -2,9 +2,10 @@
 // its stdio on the loop for a remote client. Without a terminal its stdout and stderr are pipes
 // read by the loop and its stdin (when asked for) a pipe the loop writes; with one, the runtime
 // sends the pty master over a console socket and everything goes through it. Its exit comes
-// through the exit monitor (the keeper reaps it) like a container's. As in ExecSync, the output
-// is drained for kDrainMs after the exit and then the pipes are closed, so that a background
-// child holding them (`sh -c 'sleep 300 & echo hi'`) does not hold the session.
+// through the exit monitor (the keeper reaps it) like a container's. After the exit the output
+// is drained until it has been quiet for kDrainMs (kDrainCapMs at most), then the pipes are
+// closed, so that a background child holding them (`sh -c 'sleep 300 & echo hi'`) does not hold
+// the session, and output still on its way when the process exited is not cut off.
 #pragma once
 
 #include <sys/types.h>
@@ -46,6 +47,7 @@ struct ExecProcessRequest {
 class ExecProcess {
  public:
   static constexpr uint64_t kDrainMs = 200;
+  static constexpr uint64_t kDrainCapMs = 2000;
 
   class Handler {
    public:
@@ -101,6 +103,7 @@ class ExecProcess {
   void drainThenEnd();
   void startDrainClock();
   void stopDrainClock();
+  void outputDuringDrain();
   void end();
 
   loop::Loop& loop_;
@@ -119,7 +122,9 @@ class ExecProcess {
   uint16_t width_ = 0, height_ = 0;
   bool outputPaused_ = false;
   loop::HandlePtr<loop::Timer> drain_;
-  uint64_t drainLeftMs_ = 0, drainStartedMs_ = 0;
+  // Drain time left before the output counts as quiet, and in all; both run only while the
+  // client takes output.
+  uint64_t drainQuietLeftMs_ = 0, drainCapLeftMs_ = 0, drainStartedMs_ = 0;
   grpc::Status runtimeStatus_;
   bool processEnded_ = false;
   int exitCode_ = 0;

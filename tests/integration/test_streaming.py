@@ -423,6 +423,27 @@ def test_a_background_child_holding_stdout_does_not_hold_the_session(daemon, sle
     assert time.monotonic() - started < 5
 
 
+def test_output_still_flowing_at_the_exit_is_drained_until_quiet_within_a_cap(daemon, sleeper):
+    # A child writing every 100 ms for 0.8 s after its parent exited: all of it arrives (the
+    # drain waits for 200 ms of quiet, not 200 ms in all).
+    ws = ws_connect(exec_url(daemon, sleeper, [
+        "sh", "-c", "(for i in 1 2 3 4 5 6 7 8; do sleep 0.1; echo tick$i; done) & echo parent"]),
+        "v4.channel.k8s.io")
+    out = ws_collect(ws)
+    assert out.get(1) == b"parent\n" + b"".join(b"tick%d\n" % i for i in range(1, 9)), out
+    assert json.loads(out[3]) == SUCCESS
+    # One that never stops writing holds the session for the cap (2 s), not longer.
+    started = time.monotonic()
+    ws = ws_connect(exec_url(daemon, sleeper, [
+        "sh", "-c", "(while echo more; do sleep 0.05; done) & echo parent"]),
+        "v4.channel.k8s.io")
+    out = ws_collect(ws)
+    elapsed = time.monotonic() - started
+    assert out.get(1, b"").startswith(b"parent\nmore\n"), out
+    assert json.loads(out[3]) == SUCCESS
+    assert 1.5 < elapsed < 6, elapsed
+
+
 def test_two_attachers_both_see_a_counter(daemon, pod):
     container_id = create(daemon, pod, "counter", [
         "sh", "-c", "i=0; while true; do echo n=$i; i=$((i+1)); sleep 0.05; done"])
