@@ -108,6 +108,20 @@ std::string validate(const Config& config) {
                        config.logLevel);
   }
   if (config.ociRuntime.empty()) return "'oci_runtime' must not be empty";
+  if (config.streamTlsCert.empty() != config.streamTlsKey.empty()) {
+    return "'stream_tls_cert' and 'stream_tls_key' go together: set both for TLS, or neither";
+  }
+  if (!config.streamTlsCa.empty() && config.streamTlsCert.empty()) {
+    return "'stream_tls_ca' checks clients of a TLS streaming server: it needs "
+           "'stream_tls_cert' and 'stream_tls_key'";
+  }
+  for (const auto& [key, value] : {std::pair{"stream_tls_cert", &config.streamTlsCert},
+                                   {"stream_tls_key", &config.streamTlsKey},
+                                   {"stream_tls_ca", &config.streamTlsCa}}) {
+    if (!value->empty() && value->front() != '/') {
+      return fmt::format("'{}' must be an absolute path, got '{}'", key, *value);
+    }
+  }
   if (config.maxConcurrentDownloads > 64) {
     return "'max_concurrent_downloads' must be at most 64";
   }
@@ -189,6 +203,12 @@ std::string parseConfig(const std::string& text, const std::string& path, Config
       error = readBool(value, name, path, out.containerLogJournal);
     } else if (name == "stream_address") {
       error = readString(value, name, path, out.streamAddress);
+    } else if (name == "stream_tls_cert") {
+      error = readString(value, name, path, out.streamTlsCert);
+    } else if (name == "stream_tls_key") {
+      error = readString(value, name, path, out.streamTlsKey);
+    } else if (name == "stream_tls_ca") {
+      error = readString(value, name, path, out.streamTlsCa);
     } else {
       error = fmt::format("{}: unknown key '{}'", where(value, path), name);
     }
@@ -208,6 +228,9 @@ std::string applyOverrides(const ConfigOverrides& overrides, Config& config) {
   if (overrides.shutdownGraceMs) config.shutdownGraceMs = *overrides.shutdownGraceMs;
   if (overrides.registriesConf) config.registriesConf = *overrides.registriesConf;
   if (overrides.streamAddress) config.streamAddress = *overrides.streamAddress;
+  if (overrides.streamTlsCert) config.streamTlsCert = *overrides.streamTlsCert;
+  if (overrides.streamTlsKey) config.streamTlsKey = *overrides.streamTlsKey;
+  if (overrides.streamTlsCa) config.streamTlsCa = *overrides.streamTlsCa;
   if (overrides.pullProgressTimeoutMs) {
     config.pullProgressTimeoutMs = *overrides.pullProgressTimeoutMs;
   }
@@ -234,6 +257,9 @@ nlohmann::json configToJson(const Config& config) {
       {"containerLogRateBurstBytes", config.containerLogRateBurstBytes},
       {"containerLogJournal", config.containerLogJournal},
       {"streamAddress", config.streamAddress},
+      {"streamTlsCert", config.streamTlsCert},
+      {"streamTlsKey", config.streamTlsKey},
+      {"streamTlsCa", config.streamTlsCa},
   };
 }
 
@@ -249,14 +275,16 @@ std::string configToToml(const Config& config) {
       "max_concurrent_downloads = {}\npull_progress_timeout_ms = {}\n"
       "container_log_max_line_bytes = {}\ncontainer_log_size_max = {}\n"
       "container_log_rate_bytes_per_second = {}\ncontainer_log_rate_burst_bytes = {}\n"
-      "container_log_journal = {}\nstream_address = {}\n",
+      "container_log_journal = {}\nstream_address = {}\nstream_tls_cert = {}\n"
+      "stream_tls_key = {}\nstream_tls_ca = {}\n",
       tomlQuote(config.root), tomlQuote(config.runRoot), tomlQuote(config.listenPath()),
       tomlQuote(config.logLevel), config.stallThresholdMs, config.shutdownGraceMs,
       tomlQuote(config.ociRuntime), tomlQuote(config.registriesConf), pinned,
       config.maxConcurrentDownloads, config.pullProgressTimeoutMs, config.containerLogMaxLineBytes,
       config.containerLogSizeMax, config.containerLogRateBytesPerSecond,
       config.containerLogRateBurstBytes, config.containerLogJournal ? "true" : "false",
-      tomlQuote(config.streamAddress));
+      tomlQuote(config.streamAddress), tomlQuote(config.streamTlsCert),
+      tomlQuote(config.streamTlsKey), tomlQuote(config.streamTlsCa));
 }
 
 }  // namespace monocri::daemon

@@ -37,6 +37,10 @@ struct Config {
   // The streaming server (exec, attach, port-forward URLs): HOST:PORT, IPv6 in brackets, port 0
   // for one the kernel picks. kubelet must reach it; nothing else should.
   std::string streamAddress = "127.0.0.1:0";
+  // TLS for it (PEM files): set the certificate and key and the URLs are https; set the CA too
+  // and clients must present a certificate it signed. Rotated files are picked up by the next
+  // connection.
+  std::string streamTlsCert, streamTlsKey, streamTlsCa;
 
   std::string configPath;  // the file the values came from ("" if none)
 
@@ -47,7 +51,7 @@ struct Config {
 // Settings given on the command line; each one set overrides the file.
 struct ConfigOverrides {
   std::optional<std::string> root, runRoot, listen, logLevel, ociRuntime, registriesConf,
-      streamAddress;
+      streamAddress, streamTlsCert, streamTlsKey, streamTlsCa;
   std::optional<uint64_t> stallThresholdMs, shutdownGraceMs, pullProgressTimeoutMs;
 };
 

@@ -177,7 +177,8 @@ int Daemon::run() {
   streams_ = std::make_unique<pods::ContainerStreams>(loop_, *containers_, *pods_, *runtimeClient_,
                                                       *exits_);
   streaming_ = std::make_unique<exec::StreamingServer>(loop_, *streams_);
-  if (std::string error = streaming_->listen(config_.streamAddress); !error.empty()) {
+  const exec::TlsFiles streamTls{config_.streamTlsCert, config_.streamTlsKey, config_.streamTlsCa};
+  if (std::string error = streaming_->listen(config_.streamAddress, streamTls); !error.empty()) {
     spdlog::critical("cannot start the streaming server: {}", error);
     return 1;
   }

@@ -88,6 +88,13 @@ int main(int argc, char** argv) {
                  "A registry that sends nothing this long fails the pull [60000]");
   app.add_option("--stream-address", overrides.streamAddress,
                  "Streaming server for exec/attach/port-forward, HOST:PORT [127.0.0.1:0]");
+  app.add_option(
+      "--stream-tls-cert", overrides.streamTlsCert,
+      "PEM certificate chain: the streaming server speaks https (with --stream-tls-key)");
+  app.add_option("--stream-tls-key", overrides.streamTlsKey,
+                 "PEM private key of --stream-tls-cert");
+  app.add_option("--stream-tls-ca", overrides.streamTlsCa,
+                 "PEM CA bundle: streaming clients must present a certificate it signed");
   app.add_flag("--no-keeper", noKeeper,
                "Run without the keeper process: a crash of the daemon then loses containers' "
                "exits and output (tests, debugging)");

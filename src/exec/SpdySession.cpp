@@ -44,7 +44,7 @@ class SpdySession final : public StreamSession,
   explicit SpdySession(SessionSetup setup)
       : setup_(std::move(setup)),
         loop_(*setup_.loop),
-        socket_(std::move(setup_.socket)),
+        connection_(std::move(setup_.connection)),
         parser_(*this),
         portForward_(std::holds_alternative<PortForwardStreamRequest>(setup_.request)) {}
 
@@ -55,7 +55,7 @@ class SpdySession final : public StreamSession,
   }
 
   void begin() {
-    socket_->setLabel("spdy session");
+    connection_->setLabel("spdy session");
     if (!portForward_) {
       streamWait_ = loop::Timer::create(loop_, "spdy stream wait");
       streamWait_->start(kStreamWaitMs, 0, [this] {
@@ -63,8 +63,8 @@ class SpdySession final : public StreamSession,
                     "timed out waiting for the client to create the streams it asked for"));
       });
     }
-    const int rc = socket_->startReading([this](std::string_view bytes) { onSocketData(bytes); },
-                                         [this](int) { end(); });
+    const int rc = connection_->startReading(
+        [this](std::string_view bytes) { onSocketData(bytes); }, [this](int) { end(); });
     if (rc != 0) return end();
     if (!setup_.early.empty()) {
       const std::string early = std::move(setup_.early);
@@ -78,7 +78,7 @@ class SpdySession final : public StreamSession,
     if (id == 0 || bytes.empty() || closing_) return;
     writeData(id, bytes, false);
   }
-  size_t outputQueuedBytes() const override { return socket_->writeQueueBytes(); }
+  size_t outputQueuedBytes() const override { return connection_->writeQueueBytes(); }
   void finish(const CommandOutcome& outcome) override {
     if (closing_) return;
     if (!outcome.status.isOk()) {
@@ -163,11 +163,11 @@ class SpdySession final : public StreamSession,
     if (!parser_.feed(bytes)) return protocolError(parser_.error());
     // Replies (PING, RST) to a client that sends and never reads back up here: it is not read
     // until they went out.
-    if (socket_->writeQueueBytes() > kOutputHighWater) socket_->stopReading();
+    if (connection_->writeQueueBytes() > kOutputHighWater) connection_->stopReading();
   }
 
   void write(std::string frame, std::function<void(int)> done = nullptr) {
-    socket_->write(std::move(frame), std::move(done));
+    connection_->write(std::move(frame), std::move(done));
   }
 
   void writeData(uint32_t id, std::string_view bytes, bool fin) {
@@ -187,7 +187,7 @@ class SpdySession final : public StreamSession,
   void outputWritten(int status) {
     // A write that failed (not one cancelled by our own close): the client is gone.
     if (status != 0 && status != UV_ECANCELED) return end();
-    if (socket_->writeQueueBytes() > kOutputHighWater / 2) return;
+    if (connection_->writeQueueBytes() > kOutputHighWater / 2) return;
     resumeClient();
     if (command_) command_->outputDrained();
     for (auto& [key, forward] : forwards_)
@@ -216,11 +216,11 @@ class SpdySession final : public StreamSession,
       write(spdy::rstStreamFrame(id, spdy::kCancel));
     open_.clear();
     write(spdy::goawayFrame(lastStreamId_, goawayStatus));
-    socket_->stopReading();
+    connection_->stopReading();
     // A client that does not read what is left does not hold the session.
     closeTimer_ = loop::Timer::create(loop_, "spdy session close");
     closeTimer_->start(kCloseMs, 0, [this] { end(); });
-    socket_->shutdown([this, alive = lifetime_.watch()](int) {
+    connection_->shutdown([this, alive = lifetime_.watch()](int) {
       if (!alive.expired()) end();
     });
     // The command may be calling us: it goes after this turn.
@@ -236,7 +236,7 @@ class SpdySession final : public StreamSession,
     ended_ = true;
     closing_ = true;
     parser_.stop();
-    socket_->stopReading();
+    connection_->stopReading();
     loop_.defer(lifetime_.watch(), [this] { setup_.ended(); });
   }
 
@@ -279,7 +279,7 @@ class SpdySession final : public StreamSession,
     if (!command_) return fail(error);
     if (pendingSize_) command_->resize(pendingSize_->first, pendingSize_->second);
     if (!pendingInput_.empty()) input(std::exchange(pendingInput_, {}));
-    if (!socket_->reading()) pauseClient();  // paused for input kept until now
+    if (!connection_->reading()) pauseClient();  // paused for input kept until now
     if (inputEnded_) command_->inputEnd();
   }
 
@@ -297,7 +297,7 @@ class SpdySession final : public StreamSession,
 
   // Input backed up: the client is not read until the command's queue drained.
   void pauseClient() {
-    socket_->stopReading();
+    connection_->stopReading();
     if (!command_ || waitingForInput_) return;
     waitingForInput_ = true;
     command_->whenInputWritten([this, alive = lifetime_.watch()] {
@@ -308,11 +308,11 @@ class SpdySession final : public StreamSession,
   }
   // Reading goes on once neither the command's input nor the replies to the client back up.
   void resumeClient() {
-    if (closing_ || socket_->reading() || waitingForInput_ ||
-        socket_->writeQueueBytes() > kOutputHighWater / 2) {
+    if (closing_ || connection_->reading() || waitingForInput_ ||
+        connection_->writeQueueBytes() > kOutputHighWater / 2) {
       return;
     }
-    if (socket_->resumeReading() != 0) end();
+    if (connection_->resumeReading() != 0) end();
   }
 
   void inputEnded() {
@@ -403,7 +403,7 @@ class SpdySession final : public StreamSession,
         [this, key, dataStream](std::string_view bytes) {
           writeData(dataStream, bytes, false);
           Forward* f = forwardOf(dataStream);
-          if (f && socket_->writeQueueBytes() > kOutputHighWater && !f->podPaused) {
+          if (f && connection_->writeQueueBytes() > kOutputHighWater && !f->podPaused) {
             f->podPaused = true;
             f->pod->stopReading();
           }
@@ -419,7 +419,7 @@ class SpdySession final : public StreamSession,
       if (alive.expired() || pod->writeQueueBytes() > RemoteCommand::kInputHighWater / 2) return;
       resumeClient();
     });
-    if (pod.writeQueueBytes() > RemoteCommand::kInputHighWater) socket_->stopReading();
+    if (pod.writeQueueBytes() > RemoteCommand::kInputHighWater) connection_->stopReading();
   }
 
   void shutdownPodWrite(Forward& forward) {
@@ -435,7 +435,7 @@ class SpdySession final : public StreamSession,
         writeToPod(*forward->pod, std::string(bytes));
       } else {
         forward->toPod.append(bytes);
-        if (forward->toPod.size() > RemoteCommand::kInputHighWater) socket_->stopReading();
+        if (forward->toPod.size() > RemoteCommand::kInputHighWater) connection_->stopReading();
       }
     }
     if (fin && !forward->clientFin) {
@@ -482,7 +482,7 @@ class SpdySession final : public StreamSession,
 
   SessionSetup setup_;
   loop::Loop& loop_;
-  loop::HandlePtr<loop::PipeStream> socket_;
+  std::unique_ptr<ClientConnection> connection_;
   spdy::SpdyFrameParser parser_;
   spdy::HeaderBlockDeflater deflater_;
   const bool portForward_;

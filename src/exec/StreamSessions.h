@@ -8,17 +8,17 @@
 #include <string>
 #include <vector>
 
+#include "exec/ClientConnection.h"
 #include "exec/RemoteCommand.h"
 #include "exec/RemoteCommandProtocol.h"
 #include "exec/StreamingServer.h"
 #include "loop/Loop.h"
-#include "loop/PipeStream.h"
 
 namespace monocri::exec {
 
 struct SessionSetup {
   loop::Loop* loop = nullptr;
-  loop::HandlePtr<loop::PipeStream> socket;  // reading stopped; the 101 response queued
+  std::unique_ptr<ClientConnection> connection;  // reading stopped; the 101 response queued
   StreamBackend* backend = nullptr;
   StreamRequest request;
   CommandProtocol protocol;     // exec and attach

@@ -87,13 +87,13 @@ std::optional<std::vector<uint16_t>> parsePorts(const std::vector<std::string>& 
 // once the answer is written), or an upgrade handed to a session.
 class StreamingServer::Handshake {
  public:
-  Handshake(StreamingServer& server, uint64_t id, loop::HandlePtr<loop::PipeStream> socket)
-      : server_(server), id_(id), socket_(std::move(socket)) {
+  Handshake(StreamingServer& server, uint64_t id, std::unique_ptr<ClientConnection> connection)
+      : server_(server), id_(id), connection_(std::move(connection)) {
     timer_ = loop::Timer::create(server_.loop_, "stream handshake timeout");
     timer_->start(kHandshakeTimeoutMs, 0, [this] { refuse(408, "no request head in time"); });
-    socket_->setLabel("stream handshake");
-    const int rc = socket_->startReading([this](std::string_view bytes) { onData(bytes); },
-                                         [this](int) { end(); });
+    connection_->setLabel("stream handshake");
+    const int rc = connection_->startReading([this](std::string_view bytes) { onData(bytes); },
+                                             [this](int) { end(); });
     if (rc != 0) end();
   }
 
@@ -106,9 +106,9 @@ class StreamingServer::Handshake {
       case http::HttpRequestParser::Result::kError:
         return refuse(parser_.errorStatus(), parser_.error());
       case http::HttpRequestParser::Result::kComplete:
-        socket_->stopReading();
+        connection_->stopReading();
         timer_->stop();
-        // From a clean stack: the session takes the socket's read callback, this one's.
+        // From a clean stack: the session takes the connection's read callback, this one's.
         server_.loop_.defer(lifetime_.watch(), [this, early = std::string(bytes.substr(consumed))] {
           upgrade(early);
         });
@@ -210,8 +210,8 @@ class StreamingServer::Handshake {
     } else {
       return refuse(400, "the streaming server upgrades a connection to SPDY/3.1 or WebSocket");
     }
-    socket_->write(http::responseBytes(101, response));
-    setup.socket = std::move(socket_);
+    connection_->write(http::responseBytes(101, response));
+    setup.connection = std::move(connection_);
     StreamingServer& server = server_;
     const uint64_t id = id_;
     setup.ended = [&server, id, alive = server.lifetime_.watch()] {
@@ -219,31 +219,30 @@ class StreamingServer::Handshake {
     };
     auto session =
         websocket ? startWebSocketSession(std::move(setup)) : startSpdySession(std::move(setup));
-    server.handshakeDone(id, nullptr, std::move(session));  // frees this
+    server.handshakeDone(id, std::move(session));  // frees this
   }
 
   void refuse(int status, const std::string& message, Headers headers = {}) {
     if (refused_) return;
     refused_ = true;
     timer_->stop();
-    socket_->stopReading();
+    connection_->stopReading();
     spdlog::info("streaming server: refused a connection: {} {}", status, message);
     headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
     headers.emplace_back("Connection", "close");
-    socket_->write(http::responseBytes(status, headers, message + "\n"));
-    socket_->shutdown([this, alive = lifetime_.watch()](int) {
+    connection_->write(http::responseBytes(status, headers, message + "\n"));
+    connection_->shutdown([this, alive = lifetime_.watch()](int) {
       if (!alive.expired()) end();
     });
   }
 
   void end() {
-    server_.loop_.defer(lifetime_.watch(),
-                        [this] { server_.handshakeDone(id_, nullptr, nullptr); });
+    server_.loop_.defer(lifetime_.watch(), [this] { server_.handshakeDone(id_, nullptr); });
   }
 
   StreamingServer& server_;
   uint64_t id_;
-  loop::HandlePtr<loop::PipeStream> socket_;
+  std::unique_ptr<ClientConnection> connection_;
   loop::HandlePtr<loop::Timer> timer_;
   http::HttpRequestParser parser_;
   bool refused_ = false;
@@ -255,7 +254,12 @@ StreamingServer::StreamingServer(loop::Loop& loop, StreamBackend& backend)
 
 StreamingServer::~StreamingServer() = default;
 
-std::string StreamingServer::listen(const std::string& address) {
+std::string StreamingServer::listen(const std::string& address, const TlsFiles& tls) {
+  if (tls.enabled()) {
+    auto context = std::make_unique<TlsServerContext>();
+    if (std::string error = context->load(tls); !error.empty()) return error;
+    tls_ = std::move(context);
+  }
   const size_t colon = address.rfind(':');
   if (colon == std::string::npos) {
     return fmt::format("streaming address {}: want HOST:PORT", address);
@@ -308,8 +312,9 @@ std::string StreamingServer::listen(const std::string& address) {
   std::string urlHost = host;
   if (host == "0.0.0.0") urlHost = "127.0.0.1";
   if (host == "::") urlHost = "::1";
-  baseUrl_ = v6 ? fmt::format("http://[{}]:{}", urlHost, boundPort)
-                : fmt::format("http://{}:{}", urlHost, boundPort);
+  const char* scheme = tls_ ? "https" : "http";
+  baseUrl_ = v6 ? fmt::format("{}://[{}]:{}", scheme, urlHost, boundPort)
+                : fmt::format("{}://{}:{}", scheme, urlHost, boundPort);
   int rc = 0;
   listenerWatch_ = loop::Poll::create(loop_, fd.get(), &rc);
   if (!listenerWatch_) return fmt::format("streaming server: watch socket: {}", uv_strerror(rc));
@@ -354,13 +359,23 @@ void StreamingServer::onAcceptable() {
       continue;
     }
     fd.release();
+    std::unique_ptr<ClientConnection> connection;
+    if (tls_) {
+      std::string error;
+      connection = tlsConnection(loop_, std::move(socket), tls_->current(loop_.nowMs()), error);
+      if (!connection) {
+        spdlog::warn("streaming server: {}", error);
+        continue;
+      }
+    } else {
+      connection = plainConnection(std::move(socket));
+    }
     const uint64_t id = nextId_++;
-    handshakes_.emplace(id, std::make_unique<Handshake>(*this, id, std::move(socket)));
+    handshakes_.emplace(id, std::make_unique<Handshake>(*this, id, std::move(connection)));
   }
 }
 
-void StreamingServer::handshakeDone(uint64_t id, loop::HandlePtr<loop::PipeStream>,
-                                    std::unique_ptr<StreamSession> session) {
+void StreamingServer::handshakeDone(uint64_t id, std::unique_ptr<StreamSession> session) {
   auto it = handshakes_.find(id);
   if (it == handshakes_.end()) return;
   // The handshake may be on the stack (it called this): freed after.

@@ -15,10 +15,11 @@
 #include <string_view>
 
 #include "cri-bridge/grpc/GrpcStatus.h"
+#include "exec/ClientConnection.h"
 #include "exec/RemoteCommand.h"
 #include "exec/StreamRequestCache.h"
+#include "exec/TlsConnection.h"
 #include "loop/Loop.h"
-#include "loop/PipeStream.h"
 #include "loop/Poll.h"
 #include "loop/Timer.h"
 #include "state/UniqueFd.h"
@@ -43,10 +44,11 @@ class StreamingServer {
   StreamingServer(const StreamingServer&) = delete;
   StreamingServer& operator=(const StreamingServer&) = delete;
 
-  // Listens on "HOST:PORT" (an IPv4 address, or an IPv6 one in brackets; port 0 picks one).
-  // Returns "" or a message naming the address and the cause.
-  std::string listen(const std::string& address);
-  // "http://127.0.0.1:40123": what the URLs start with.
+  // Listens on "HOST:PORT" (an IPv4 address, or an IPv6 one in brackets; port 0 picks one),
+  // speaking TLS with `tls` when it names a certificate. Returns "" or a message naming the
+  // address or file and the cause.
+  std::string listen(const std::string& address, const TlsFiles& tls = {});
+  // "http://127.0.0.1:40123" (https with TLS): what the URLs start with.
   const std::string& baseUrl() const { return baseUrl_; }
 
   // Stores `request` and gives the URL kubelet is to dial for it.
@@ -62,8 +64,7 @@ class StreamingServer {
   class Handshake;
   friend class Handshake;
   void onAcceptable();
-  void handshakeDone(uint64_t id, loop::HandlePtr<loop::PipeStream> socket,
-                     std::unique_ptr<StreamSession> session);
+  void handshakeDone(uint64_t id, std::unique_ptr<StreamSession> session);
   void sessionEnded(uint64_t id);
 
   loop::Loop& loop_;
@@ -71,6 +72,7 @@ class StreamingServer {
   StreamRequestCache requests_;
   state::UniqueFd listener_;
   std::string baseUrl_;
+  std::unique_ptr<TlsServerContext> tls_;  // null: plain http
   std::map<uint64_t, std::unique_ptr<Handshake>> handshakes_;
   std::map<uint64_t, std::unique_ptr<StreamSession>> sessions_;
   uint64_t nextId_ = 1;

@@ -56,7 +56,7 @@ class WebSocketSession final : public StreamSession,
   explicit WebSocketSession(SessionSetup setup)
       : setup_(std::move(setup)),
         loop_(*setup_.loop),
-        socket_(std::move(setup_.socket)),
+        transport_(std::move(setup_.connection)),
         connection_(*this),
         portForward_(std::holds_alternative<PortForwardStreamRequest>(setup_.request)) {}
 
@@ -66,9 +66,9 @@ class WebSocketSession final : public StreamSession,
   }
 
   void begin() {
-    socket_->setLabel("websocket session");
-    const int rc = socket_->startReading([this](std::string_view bytes) { onSocketData(bytes); },
-                                         [this](int) { end(); });
+    transport_->setLabel("websocket session");
+    const int rc = transport_->startReading([this](std::string_view bytes) { onSocketData(bytes); },
+                                            [this](int) { end(); });
     if (rc != 0) return end();
     if (portForward_) {
       startForwarding();
@@ -89,7 +89,7 @@ class WebSocketSession final : public StreamSession,
     flush();
   }
   size_t outputQueuedBytes() const override {
-    return socket_->writeQueueBytes() + connection_.pendingBytes();
+    return transport_->writeQueueBytes() + connection_.pendingBytes();
   }
   void finish(const CommandOutcome& outcome) override {
     if (closing_) return;
@@ -135,7 +135,7 @@ class WebSocketSession final : public StreamSession,
     flush();
     if (closing_) return;  // it answered ours
     closing_ = true;
-    socket_->shutdown([this, alive = lifetime_.watch()](int) {
+    transport_->shutdown([this, alive = lifetime_.watch()](int) {
       if (!alive.expired()) end();
     });
     closeTimer_ = loop::Timer::create(loop_, "websocket session close");
@@ -148,10 +148,10 @@ class WebSocketSession final : public StreamSession,
     if (!connection_.feed(bytes)) {
       spdlog::info("websocket session: {}: closing", connection_.error());
       flush();  // the close frame saying why
-      socket_->stopReading();
+      transport_->stopReading();
       if (closing_) return;
       closing_ = true;
-      socket_->shutdown([this, alive = lifetime_.watch()](int) {
+      transport_->shutdown([this, alive = lifetime_.watch()](int) {
         if (!alive.expired()) end();
       });
       closeTimer_ = loop::Timer::create(loop_, "websocket session close");
@@ -161,16 +161,16 @@ class WebSocketSession final : public StreamSession,
     flush();
     // Pongs to a client that pings and never reads back up here: it is not read until they
     // went out.
-    if (outputQueuedBytes() > kOutputHighWater) socket_->stopReading();
+    if (outputQueuedBytes() > kOutputHighWater) transport_->stopReading();
   }
 
   // Reading goes on once neither the command's input nor what goes to the client backs up.
   void resumeClient() {
-    if (closing_ || socket_->reading() || waitingForInput_ ||
+    if (closing_ || transport_->reading() || waitingForInput_ ||
         outputQueuedBytes() > kOutputHighWater / 2) {
       return;
     }
-    if (socket_->resumeReading() != 0) end();
+    if (transport_->resumeReading() != 0) end();
   }
 
   void send(uint8_t channel, std::string_view bytes) {
@@ -188,7 +188,7 @@ class WebSocketSession final : public StreamSession,
   void flush() {
     std::string out = connection_.takeOutput();
     if (out.empty()) return;
-    socket_->write(std::move(out), [this, alive = lifetime_.watch()](int status) {
+    transport_->write(std::move(out), [this, alive = lifetime_.watch()](int status) {
       if (!alive.expired()) outputWritten(status);
     });
   }
@@ -211,11 +211,11 @@ class WebSocketSession final : public StreamSession,
     closing_ = true;
     connection_.sendClose(code, reason);
     flush();
-    socket_->stopReading();
+    transport_->stopReading();
     // A client that does not read what is left does not hold the session.
     closeTimer_ = loop::Timer::create(loop_, "websocket session close");
     closeTimer_->start(kCloseMs, 0, [this] { end(); });
-    socket_->shutdown([this, alive = lifetime_.watch()](int) {
+    transport_->shutdown([this, alive = lifetime_.watch()](int) {
       if (!alive.expired()) end();
     });
     loop_.defer(lifetime_.watch(), [this] {
@@ -228,7 +228,7 @@ class WebSocketSession final : public StreamSession,
     if (ended_) return;
     ended_ = true;
     closing_ = true;
-    socket_->stopReading();
+    transport_->stopReading();
     loop_.defer(lifetime_.watch(), [this] { setup_.ended(); });
   }
 
@@ -255,7 +255,7 @@ class WebSocketSession final : public StreamSession,
     if (!command_) return;
     command_->input(std::move(bytes));
     if (command_->inputQueuedBytes() > RemoteCommand::kInputHighWater && !waitingForInput_) {
-      socket_->stopReading();
+      transport_->stopReading();
       waitingForInput_ = true;
       command_->whenInputWritten([this, alive = lifetime_.watch()] {
         if (alive.expired()) return;
@@ -332,7 +332,7 @@ class WebSocketSession final : public StreamSession,
     Port& port = it->second;
     if (!port.pod) {
       port.toPod.append(bytes);
-      if (port.toPod.size() > RemoteCommand::kInputHighWater) socket_->stopReading();
+      if (port.toPod.size() > RemoteCommand::kInputHighWater) transport_->stopReading();
       return;
     }
     writeToPod(*port.pod, std::string(bytes));
@@ -344,7 +344,7 @@ class WebSocketSession final : public StreamSession,
       if (alive.expired() || pod->writeQueueBytes() > RemoteCommand::kInputHighWater / 2) return;
       resumeClient();
     });
-    if (pod.writeQueueBytes() > RemoteCommand::kInputHighWater) socket_->stopReading();
+    if (pod.writeQueueBytes() > RemoteCommand::kInputHighWater) transport_->stopReading();
   }
 
   // One port's connection ended; the session ends with the last.
@@ -362,7 +362,7 @@ class WebSocketSession final : public StreamSession,
 
   SessionSetup setup_;
   loop::Loop& loop_;
-  loop::HandlePtr<loop::PipeStream> socket_;
+  std::unique_ptr<ClientConnection> transport_;  // the client's TCP or TLS stream
   ws::WebSocketConnection connection_;
   const bool portForward_;
   bool closing_ = false, ended_ = false;

@@ -49,6 +49,11 @@ def pulled_daemon(directory, registry, **kwargs):
 def daemon(tmp_path, registry):
     d = pulled_daemon(tmp_path, registry)
     yield d
+    remove_all_and_stop(d)
+
+
+def remove_all_and_stop(d):
+    """Removes every pod, stops the daemon and checks nothing is left: runc state, cgroups."""
     with d.channel() as channel:
         pods = unary(channel, RUNTIME + "ListPodSandbox", api_pb2.ListPodSandboxRequest(),
                      api_pb2.ListPodSandboxResponse).items

@@ -165,6 +165,30 @@ TEST_F(ConfigTest, ShippedConfigFileStatesTheDefaults) {
   EXPECT_EQ(shipped.containerLogRateBurstBytes, defaults.containerLogRateBurstBytes);
   EXPECT_EQ(shipped.containerLogJournal, defaults.containerLogJournal);
   EXPECT_EQ(shipped.streamAddress, defaults.streamAddress);
+  EXPECT_EQ(shipped.streamTlsCert, defaults.streamTlsCert);
+  EXPECT_EQ(shipped.streamTlsKey, defaults.streamTlsKey);
+  EXPECT_EQ(shipped.streamTlsCa, defaults.streamTlsCa);
+}
+
+TEST_F(ConfigTest, StreamTlsKeys) {
+  Config config;
+  ASSERT_EQ(parseConfig("stream_tls_cert = \"/etc/monocri/stream.crt\"\n"
+                        "stream_tls_key = \"/etc/monocri/stream.key\"\n"
+                        "stream_tls_ca = \"/etc/monocri/clients.crt\"\n",
+                        "t", config),
+            "");
+  EXPECT_EQ(config.streamTlsCert, "/etc/monocri/stream.crt");
+  EXPECT_EQ(config.streamTlsKey, "/etc/monocri/stream.key");
+  EXPECT_EQ(config.streamTlsCa, "/etc/monocri/clients.crt");
+  EXPECT_NE(parseConfig("stream_tls_cert = \"/a.crt\"\n", "t", config).find("go together"),
+            std::string::npos);
+  EXPECT_NE(parseConfig("stream_tls_key = \"/a.key\"\n", "t", config).find("go together"),
+            std::string::npos);
+  EXPECT_NE(parseConfig("stream_tls_ca = \"/ca.crt\"\n", "t", config).find("needs"),
+            std::string::npos);
+  EXPECT_NE(parseConfig("stream_tls_cert = \"a.crt\"\nstream_tls_key = \"/a.key\"\n", "t", config)
+                .find("'stream_tls_cert' must be an absolute path"),
+            std::string::npos);
 }
 
 TEST_F(ConfigTest, ContainerLogKeys) {
