@@ -1,8 +1,6 @@
 """The streaming server with TLS (stream_tls_cert/key/ca): the same sessions as
 test_streaming.py, carried by https. Certificates are made here with python3-cryptography;
-clients are Python's ssl module (a relay for the SPDY replays, websocket's own wss)."""
-import datetime
-import ipaddress
+clients are Python's ssl module (a relay for the SPDY replays, websocket's own wss) and monoctl."""
 import json
 import os
 import selectors
@@ -14,66 +12,12 @@ import urllib.parse
 
 import pytest
 import websocket
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 from monocri_harness import Daemon
+from tls_certs import Issuer
 from test_containers import (create, make_pod, pulled_daemon, registry,  # noqa: F401
                              remove_all_and_stop, start)
 from test_streaming import (SUCCESS, Replay, exec_url, exit_status, port_forward_url,
                             recorded_stdin, stream_of, wait_listening, ws_collect)
-
-
-# ---- certificates ----
-
-class Issuer:
-    """A CA that signs server and client certificates into PEM files."""
-
-    def __init__(self, directory, name):
-        self.directory = directory
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        self.cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-                     .not_valid_before(now - datetime.timedelta(hours=1))
-                     .not_valid_after(now + datetime.timedelta(days=2))
-                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-                     .add_extension(x509.KeyUsage(False, False, False, False, False, True, True,
-                                                  False, False), True)
-                     .sign(self.key, hashes.SHA256()))
-        self.path = os.path.join(directory, f"{name}.crt")
-        with open(self.path, "wb") as f:
-            f.write(self.cert.public_bytes(serialization.Encoding.PEM))
-
-    def issue(self, name, client=False):
-        """(cert path, key path, DER) of a certificate for 127.0.0.1 (server) or a client."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
-        builder = (x509.CertificateBuilder()
-                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-                   .issuer_name(self.cert.subject).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(hours=1))
-                   .not_valid_after(now + datetime.timedelta(days=2))
-                   .add_extension(x509.ExtendedKeyUsage(
-                       [ExtendedKeyUsageOID.CLIENT_AUTH if client
-                        else ExtendedKeyUsageOID.SERVER_AUTH]), False))
-        if not client:
-            builder = builder.add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        cert = builder.sign(self.key, hashes.SHA256())
-        cert_path = os.path.join(self.directory, f"{name}.crt")
-        key_path = os.path.join(self.directory, f"{name}.key")
-        with open(cert_path, "wb") as f:
-            f.write(cert.public_bytes(serialization.Encoding.PEM))
-        with open(key_path, "wb") as f:
-            f.write(key.private_bytes(serialization.Encoding.PEM,
-                                      serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-        return cert_path, key_path, cert.public_bytes(serialization.Encoding.DER)
 
 
 @pytest.fixture(scope="module")
@@ -369,3 +313,50 @@ def test_tls_files_that_do_not_load_stop_the_daemon_with_a_reason(tmp_path, pki,
         d.start()
     assert message in str(error.value)
     assert d.proc.returncode != 0
+
+
+# ---- monoctl over https ----
+
+def monoctl(daemon, *args, stdin=None):
+    from test_monoctl_streams import monoctl as run
+    return run(daemon, *args, stdin=stdin)
+
+
+def test_monoctl_exec_checks_the_certificate(daemon, sleeper, pki):
+    # Not trusted: refused before anything runs, saying how to fix it.
+    result = monoctl(daemon, "exec", sleeper, "sh", "-c", "echo ran >> /tmp/ran")
+    assert result.returncode == 1
+    assert b"certificate is not trusted" in result.stderr, result.stderr
+    assert b"--stream-ca" in result.stderr, result.stderr
+    # With the CA: checked and run, output and exit code as over http.
+    result = monoctl(daemon, "--stream-ca", pki["ca"], "exec", "-i", sleeper, "sh", "-c",
+                     "cat; cat /tmp/ran 2>/dev/null; exit 4", stdin=b"through tls\n")
+    assert result.returncode == 4, result.stderr
+    assert result.stdout == b"through tls\n", result  # the untrusted attempt ran nothing
+    # The check skipped, as crictl does.
+    result = monoctl(daemon, "--stream-insecure-skip-verify", "exec", sleeper, "echo", "skipped")
+    assert (result.returncode, result.stdout) == (0, b"skipped\n"), result.stderr
+
+
+def test_monoctl_exec_moves_four_mib_over_tls_byte_exact(daemon, sleeper, pki):
+    payload = os.urandom(4 * 1024 * 1024)
+    result = monoctl(daemon, "--stream-ca", pki["ca"], "exec", "-i", sleeper, "cat",
+                     stdin=payload)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == payload
+
+
+def test_monoctl_presents_a_client_certificate(tmp_path, registry, pki):  # noqa: F811
+    d = pulled_daemon(tmp_path, registry,
+                      config=tls_config(pki["server"][0], pki["server"][1], pki["client_ca"]))
+    try:
+        pod = make_pod(d, tmp_path, name="pod-mtls-monoctl")
+        container_id = create(d, pod, "sleeper", ["sleep", "3600"])
+        start(d, container_id)
+        result = monoctl(d, "--stream-ca", pki["ca"], "exec", container_id, "echo", "hi")
+        assert result.returncode == 1 and b"certificate required" in result.stderr, result
+        result = monoctl(d, "--stream-ca", pki["ca"], "--stream-cert", pki["client"][0],
+                         "--stream-key", pki["client"][1], "exec", container_id, "echo", "hi")
+        assert (result.returncode, result.stdout) == (0, b"hi\n"), result.stderr
+    finally:
+        remove_all_and_stop(d)

@@ -14,6 +14,7 @@
 #include "cri-bridge/grpc/GrpcClient.h"
 #include "loop/Loop.h"
 #include "monoctl/OutputFormat.h"
+#include "monoctl/StreamTransport.h"
 
 namespace monocri::monoctl {
 
@@ -23,6 +24,7 @@ struct Options {
   std::chrono::nanoseconds timeout{};
   std::string output;  // json, yaml, table, or "" for the verb's default
   std::string socketPath;
+  TlsClientOptions streamTls;  // for an https streaming server (exec, attach, port-forward)
 
   OutputFormat format(OutputFormat fallback) const;
 };

@@ -123,19 +123,23 @@ state::UniqueFd connectTo(const HttpUrl& url, Clock::time_point deadline, std::s
   return {};
 }
 
-bool sendAll(int fd, std::string_view bytes, Clock::time_point deadline, std::string& error) {
+bool sendAll(StreamTransport& transport, std::string_view bytes, Clock::time_point deadline,
+             std::string& error) {
   while (!bytes.empty()) {
-    const ssize_t n = send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    const ssize_t n = transport.send(bytes.data(), bytes.size());
     if (n > 0) {
       bytes.remove_prefix(static_cast<size_t>(n));
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && waitFor(fd, POLLOUT, deadline)) {
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+        waitFor(transport.fd(), transport.waitEvents(POLLOUT), deadline)) {
       continue;
     }
     error = fmt::format("sending the upgrade request to the streaming server: {}",
-                        n < 0 && errno != EAGAIN ? std::strerror(errno) : "timed out");
+                        n < 0 && errno == EPROTO   ? transport.error()
+                        : n < 0 && errno != EAGAIN ? std::strerror(errno)
+                                                   : "timed out");
     return false;
   }
   return true;
@@ -143,19 +147,24 @@ bool sendAll(int fd, std::string_view bytes, Clock::time_point deadline, std::st
 
 // Appends what the socket has to `buffer` (at most `limit` in all), waiting until the
 // deadline. 0 at EOF, -1 with `error` on an error or the timeout.
-ssize_t receiveSome(int fd, std::string& buffer, size_t limit, Clock::time_point deadline,
-                    std::string& error) {
+ssize_t receiveSome(StreamTransport& transport, std::string& buffer, size_t limit,
+                    Clock::time_point deadline, std::string& error) {
   char chunk[4096];
   for (;;) {
     const size_t room = std::min(sizeof chunk, limit - buffer.size());
-    const ssize_t n = recv(fd, chunk, room, 0);
+    const ssize_t n = transport.recv(chunk, room);
     if (n >= 0) {
       buffer.append(chunk, static_cast<size_t>(n));
       return n;
     }
     if (errno == EINTR) continue;
-    if ((errno == EAGAIN || errno == EWOULDBLOCK) && waitFor(fd, POLLIN, deadline)) continue;
-    error = errno == EAGAIN || errno == EWOULDBLOCK ? "timed out" : std::strerror(errno);
+    if ((errno == EAGAIN || errno == EWOULDBLOCK) &&
+        waitFor(transport.fd(), transport.waitEvents(POLLIN), deadline)) {
+      continue;
+    }
+    error = errno == EAGAIN || errno == EWOULDBLOCK ? "timed out"
+            : errno == EPROTO                       ? transport.error()
+                                                    : std::strerror(errno);
     return -1;
   }
 }
@@ -163,19 +172,13 @@ ssize_t receiveSome(int fd, std::string& buffer, size_t limit, Clock::time_point
 }  // namespace
 
 bool parseHttpUrl(std::string_view url, HttpUrl& out, std::string& error) {
-  constexpr std::string_view kScheme = "http://";
-  if (url.starts_with("https://")) {
-    error = fmt::format(
-        "the streaming URL '{}' is https: monoctl speaks plain http to the "
-        "streaming server",
-        printable(url));
+  out.tls = url.starts_with("https://");
+  const std::string_view scheme = out.tls ? "https://" : "http://";
+  if (!url.starts_with(scheme)) {
+    error = fmt::format("the streaming URL '{}' is not http[s]://HOST:PORT/PATH", printable(url));
     return false;
   }
-  if (!url.starts_with(kScheme)) {
-    error = fmt::format("the streaming URL '{}' is not http://HOST:PORT/PATH", printable(url));
-    return false;
-  }
-  std::string_view rest = url.substr(kScheme.size());
+  std::string_view rest = url.substr(scheme.size());
   const size_t slash = rest.find('/');
   const std::string_view authority = rest.substr(0, slash);
   out.path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
@@ -204,11 +207,11 @@ bool parseHttpUrl(std::string_view url, HttpUrl& out, std::string& error) {
     return static_cast<unsigned char>(c) <= ' ' || c == 0x7f;
   });
   if (host.empty() || authority.find('@') != std::string_view::npos || !portOk || !pathOk) {
-    error = fmt::format("the streaming URL '{}' is not http://HOST:PORT/PATH", printable(url));
+    error = fmt::format("the streaming URL '{}' is not http[s]://HOST:PORT/PATH", printable(url));
     return false;
   }
   out.host = std::string(host);
-  out.port = port.empty() ? "80" : std::string(port);
+  out.port = !port.empty() ? std::string(port) : out.tls ? "443" : "80";
   return true;
 }
 
@@ -261,12 +264,16 @@ bool parseHttpResponseHead(std::string_view head, HttpResponseHead& out, std::st
 std::unique_ptr<SpdyClient> SpdyClient::dial(std::string_view url,
                                              const std::vector<std::string>& protocols,
                                              std::chrono::milliseconds timeout,
-                                             std::string& error) {
+                                             const TlsClientOptions& tls, std::string& error) {
   HttpUrl target;
   if (!parseHttpUrl(url, target, error)) return nullptr;
   const Clock::time_point deadline = Clock::now() + timeout;
   state::UniqueFd fd = connectTo(target, deadline, error);
   if (!fd.valid()) return nullptr;
+  std::unique_ptr<StreamTransport> transport =
+      target.tls ? StreamTransport::tls(std::move(fd), target.host, tls, deadline, error)
+                 : StreamTransport::plain(std::move(fd));
+  if (!transport) return nullptr;
 
   std::string request = fmt::format(
       "POST {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: monoctl/{}\r\nContent-Length: 0\r\n"
@@ -277,7 +284,7 @@ std::unique_ptr<SpdyClient> SpdyClient::dial(std::string_view url,
   for (const auto& protocol : protocols)
     request += fmt::format("X-Stream-Protocol-Version: {}\r\n", protocol);
   request += "\r\n";
-  if (!sendAll(fd.get(), request, deadline, error)) return nullptr;
+  if (!sendAll(*transport, request, deadline, error)) return nullptr;
 
   // The head, bounded; frames may follow it in the same segment.
   std::string received;
@@ -289,7 +296,7 @@ std::unique_ptr<SpdyClient> SpdyClient::dial(std::string_view url,
       return nullptr;
     }
     std::string why;
-    const ssize_t n = receiveSome(fd.get(), received, kMaxResponseHeadBytes, deadline, why);
+    const ssize_t n = receiveSome(*transport, received, kMaxResponseHeadBytes, deadline, why);
     if (n == 0) {
       error = received.empty()
                   ? "the streaming server closed the connection without answering the upgrade"
@@ -306,6 +313,12 @@ std::unique_ptr<SpdyClient> SpdyClient::dial(std::string_view url,
     return nullptr;
   }
   std::string rest = received.substr(headEnd + 4);
+  // What TLS decrypted past the head is not seen by poll(2): taken now, with the frames.
+  for (std::string why; transport->pending() > 0;) {
+    if (receiveSome(*transport, rest, rest.size() + transport->pending(), deadline, why) <= 0) {
+      break;
+    }
+  }
 
   if (head.status != 101) {
     // The server says why in a short text body: shown, bounded, if it comes in time.
@@ -315,7 +328,8 @@ std::unique_ptr<SpdyClient> SpdyClient::dial(std::string_view url,
           std::min<size_t>(std::strtoull(length->c_str(), nullptr, 10), kMaxRefusalBodyBytes);
     }
     std::string why;
-    while (rest.size() < bodyLength && receiveSome(fd.get(), rest, bodyLength, deadline, why) > 0) {
+    while (rest.size() < bodyLength &&
+           receiveSome(*transport, rest, bodyLength, deadline, why) > 0) {
     }
     const std::string body = printable(rest.substr(0, bodyLength));
     error = fmt::format("the streaming server refused: {} {}{}{}", head.status, head.reason,
@@ -336,11 +350,13 @@ std::unique_ptr<SpdyClient> SpdyClient::dial(std::string_view url,
                    : "the streaming server's 101 answer names no X-Stream-Protocol-Version";
     return nullptr;
   }
-  return std::unique_ptr<SpdyClient>(new SpdyClient(std::move(fd), *chosen, std::move(rest)));
+  return std::unique_ptr<SpdyClient>(
+      new SpdyClient(std::move(transport), *chosen, std::move(rest)));
 }
 
-SpdyClient::SpdyClient(state::UniqueFd fd, std::string protocol, std::string early)
-    : fd_(std::move(fd)),
+SpdyClient::SpdyClient(std::unique_ptr<StreamTransport> transport, std::string protocol,
+                       std::string early)
+    : transport_(std::move(transport)),
       protocol_(std::move(protocol)),
       early_(std::move(early)),
       parser_(*this) {}
@@ -404,7 +420,7 @@ bool SpdyClient::flush(std::chrono::milliseconds timeout) {
   const Clock::time_point deadline = Clock::now() + timeout;
   writeSome();
   while (queuedBytes() > 0 && !writeFailed_) {
-    if (!waitFor(fd_.get(), POLLOUT, deadline)) return false;
+    if (!waitFor(fd(), transport_->waitEvents(POLLOUT), deadline)) return false;
     writeSome();
   }
   return queuedBytes() == 0;
@@ -422,8 +438,7 @@ void SpdyClient::queue(std::string bytes) {
 
 void SpdyClient::writeSome() {
   while (outOffset_ < out_.size() && !writeFailed_) {
-    const ssize_t n =
-        send(fd_.get(), out_.data() + outOffset_, out_.size() - outOffset_, MSG_NOSIGNAL);
+    const ssize_t n = transport_->send(out_.data() + outOffset_, out_.size() - outOffset_);
     if (n > 0) {
       outOffset_ += static_cast<size_t>(n);
       continue;
@@ -446,11 +461,13 @@ void SpdyClient::readSome() {
   if (readBuffer_.empty()) readBuffer_.resize(kReadChunkBytes);
   ssize_t n;
   do {
-    n = recv(fd_.get(), readBuffer_.data(), readBuffer_.size(), 0);
+    // A buffer larger than a TLS record: what OpenSSL read from the socket is all taken, so
+    // poll(2) says when more is there (it does not see bytes OpenSSL holds).
+    n = transport_->recv(readBuffer_.data(), readBuffer_.size());
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-    return endReading(std::strerror(errno));
+    return endReading(errno == EPROTO ? transport_->error() : std::strerror(errno));
   }
   if (n == 0) return endReading("");
   if (!parser_.feed(std::string_view(readBuffer_.data(), static_cast<size_t>(n)))) {

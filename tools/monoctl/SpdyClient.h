@@ -24,17 +24,18 @@
 
 #include "exec/spdy/SpdyFrames.h"
 #include "exec/spdy/SpdyHeaderBlock.h"
-#include "state/UniqueFd.h"
+#include "monoctl/StreamTransport.h"
 
 namespace monocri::monoctl {
 
-// "http://HOST[:PORT]/PATH": HOST a name, an IPv4 address or [an IPv6 address].
+// "http[s]://HOST[:PORT]/PATH": HOST a name, an IPv4 address or [an IPv6 address].
 struct HttpUrl {
+  bool tls = false;  // https
   std::string host;
-  std::string port;  // "80" when the URL has none
+  std::string port;  // "80" (https: "443") when the URL has none
   std::string path;  // from its '/', query included
 };
-// False with `error` set for anything else (https included: the streaming server speaks http).
+// False with `error` set for anything else.
 bool parseHttpUrl(std::string_view url, HttpUrl& out, std::string& error);
 
 // An HTTP/1.1 response head: the status line and the header lines, CRLF-terminated.
@@ -78,9 +79,11 @@ class SpdyClient final : private exec::spdy::SpdyFrameParser::Handler {
   // speaks the version the server chose (protocol()); nullptr with `error` set otherwise:
   // "cannot connect to the streaming server at ...", "the streaming server refused: 404 Not
   // Found: ...", "... did not upgrade ...".
+  // An https URL is dialed with TLS, checked as `tls` says.
   static std::unique_ptr<SpdyClient> dial(std::string_view url,
                                           const std::vector<std::string>& protocols,
-                                          std::chrono::milliseconds timeout, std::string& error);
+                                          std::chrono::milliseconds timeout,
+                                          const TlsClientOptions& tls, std::string& error);
   ~SpdyClient() override;
   SpdyClient(const SpdyClient&) = delete;
   SpdyClient& operator=(const SpdyClient&) = delete;
@@ -98,7 +101,7 @@ class SpdyClient final : private exec::spdy::SpdyFrameParser::Handler {
   // GOAWAY with last-good-stream 0 (the server opens no streams), as kubectl ends.
   void goaway();
 
-  int fd() const { return fd_.get(); }
+  int fd() const { return transport_->fd(); }
   // POLLIN while reading (not paused, not at the end), POLLOUT while frames wait.
   short pollEvents() const;
   // Reads and parses what came, writes what waits, after poll() said `revents`.
@@ -118,7 +121,7 @@ class SpdyClient final : private exec::spdy::SpdyFrameParser::Handler {
   bool writeFailed() const { return writeFailed_; }
 
  private:
-  SpdyClient(state::UniqueFd fd, std::string protocol, std::string early);
+  SpdyClient(std::unique_ptr<StreamTransport> transport, std::string protocol, std::string early);
 
   void queue(std::string bytes);
   void writeSome();
@@ -137,7 +140,7 @@ class SpdyClient final : private exec::spdy::SpdyFrameParser::Handler {
   void onWindowUpdate(uint32_t streamId, uint32_t delta) override;
   void onData(uint32_t streamId, std::string_view bytes, bool fin) override;
 
-  state::UniqueFd fd_;
+  std::unique_ptr<StreamTransport> transport_;
   std::string protocol_;
   std::string early_;  // bytes that came after the 101 head
   Listener* listener_ = nullptr;

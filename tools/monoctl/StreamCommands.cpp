@@ -311,9 +311,10 @@ class RemoteCommandSession final : public SpdyClient::Listener {
 int streamRemoteCommand(const Options& options, const std::string& verb, const std::string& url,
                         bool stdin, bool tty) {
   std::string error;
-  auto client = SpdyClient::dial(
-      url, kRemoteCommandProtocols,
-      std::chrono::duration_cast<std::chrono::milliseconds>(options.timeout), error);
+  auto client =
+      SpdyClient::dial(url, kRemoteCommandProtocols,
+                       std::chrono::duration_cast<std::chrono::milliseconds>(options.timeout),
+                       options.streamTls, error);
   if (!client) {
     std::cerr << "monoctl: " << verb << ": " << error << "\n";
     return 1;
@@ -710,9 +711,10 @@ int runPortForward(const Options& options, const std::string& podPrefix,
     return fail(options, "port-forward", s);
   }
   std::string error;
-  auto client = SpdyClient::dial(
-      response.url(), kPortForwardProtocols,
-      std::chrono::duration_cast<std::chrono::milliseconds>(options.timeout), error);
+  auto client =
+      SpdyClient::dial(response.url(), kPortForwardProtocols,
+                       std::chrono::duration_cast<std::chrono::milliseconds>(options.timeout),
+                       options.streamTls, error);
   if (!client) {
     std::cerr << "monoctl: port-forward: " << error << "\n";
     return 1;

@@ -174,6 +174,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("-o,--output", options.output, "json, yaml or table (default depends on verb)")
       ->check(CLI::IsMember({"json", "yaml", "table"}));
+  app.add_option("--stream-ca", options.streamTls.caFile,
+                 "CA bundle (PEM) an https streaming server's certificate may chain to, besides "
+                 "the system's");
+  app.add_option("--stream-cert", options.streamTls.certFile,
+                 "Client certificate (PEM) for a streaming server that asks for one");
+  app.add_option("--stream-key", options.streamTls.keyFile, "Private key of --stream-cert");
+  app.add_flag("--stream-insecure-skip-verify", options.streamTls.insecureSkipVerify,
+               "Do not check an https streaming server's certificate (crictl never does)");
   app.set_version_flag("--version", std::string("monoctl ") + monocri::kVersion + " (commit " +
                                         monocri::kGitCommit + ")");
 
