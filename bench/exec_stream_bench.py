@@ -5,7 +5,10 @@ in the same run with `runc exec` of the same container called directly with pipe
 runc hands the pipes to the process and copies nothing). Prints MB/s of each, their ratio, and
 the daemon's CPU per MB.
 
-  bench/exec_stream_bench.py [--mib 256] [--rounds 3]
+  bench/exec_stream_bench.py [--mib 256] [--rounds 3] [--tls]
+
+With --tls the daemon's streaming server speaks TLS (a certificate made for the run) and the
+client reaches it through Python's ssl module, one thread doing both directions.
 
 The SPDY client opens its streams with the SYN_STREAM frames kubectl sent in
 tests/fixtures/spdy/exec-cat-256k.c2s.bin (their zlib header blocks as recorded) and sends
@@ -13,6 +16,8 @@ tests/fixtures/spdy/exec-cat-256k.c2s.bin (their zlib header blocks as recorded)
 tests/harness/in-namespace."""
 import argparse
 import contextlib
+import selectors
+import ssl
 import os
 import shutil
 import socket
@@ -31,6 +36,7 @@ from pod_start_bench import (RUNC, RUNTIME, api_pb2, make_log_dirs,  # noqa: E40
                              push_busybox, remove_cgroups, start_daemon, start_sleeper_pod,
                              stop_daemon, tmpfs_at, unary)
 from registry import Registry  # noqa: E402
+from tls_certs import Issuer  # noqa: E402
 
 FIXTURE = os.path.join(HERE, "..", "tests", "fixtures", "spdy", "exec-cat-256k.c2s.bin")
 CHUNK = 32 * 1024
@@ -104,6 +110,76 @@ def through_spdy(url, payload):
     return took
 
 
+def through_spdy_tls(url, payload, ca_file):
+    """As through_spdy, over TLS: one thread writes and reads (an SSL object is not for two)."""
+    head, syns = recorded_syn_streams()
+    parsed = urllib.parse.urlparse(url)
+    head = head.replace(head.split(b" ", 2)[1], parsed.path.encode(), 1)
+    out = bytearray(head + syns)
+    for i in range(0, len(payload), CHUNK):
+        piece = payload[i:i + CHUNK]
+        out += struct.pack(">II", 3, len(piece)) + piece
+    out += struct.pack(">II", 3, 1 << 24)  # empty DATA, FIN: end of stdin
+    context = ssl.create_default_context(cafile=ca_file)
+    start = time.monotonic()
+    raw = socket.create_connection((parsed.hostname, parsed.port))
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock = context.wrap_socket(raw, server_hostname=parsed.hostname)
+    sock.setblocking(False)
+    selector = selectors.DefaultSelector()
+    selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+    view, sent, received, answered, buf = memoryview(out), 0, 0, False, bytearray()
+    done = False
+    while not done:
+        selector.select()
+        if sent < len(out):
+            try:
+                sent += sock.send(view[sent:sent + (1 << 20)])
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                pass
+            if sent == len(out):
+                selector.modify(sock, selectors.EVENT_READ)
+        while True:
+            try:
+                chunk = sock.recv(1 << 20)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                break
+            except (ssl.SSLEOFError, ConnectionResetError):
+                chunk = b""
+            if not chunk:
+                done = True
+                break
+            buf += chunk
+            if not answered:
+                if b"\r\n\r\n" not in buf:
+                    continue
+                del buf[:buf.index(b"\r\n\r\n") + 4]
+                answered = True
+            at = 0
+            while len(buf) - at >= 8:
+                first, flags_length = struct.unpack_from(">II", buf, at)
+                size = 8 + (flags_length & 0xFFFFFF)
+                if len(buf) - at < size:
+                    break
+                if first == 5:  # stdout DATA
+                    received += size - 8
+                at += size
+            del buf[:at]
+    took = time.monotonic() - start
+    selector.close()
+    sock.close()
+    if received != len(payload):
+        raise RuntimeError(f"SPDY exec over TLS: {received} bytes back of {len(payload)}")
+    return took
+
+
+def make_certificate(directory):
+    """A CA and a server certificate for 127.0.0.1: (ca, cert, key) paths."""
+    issuer = Issuer(directory, "bench-ca")
+    cert, key, _ = issuer.issue("bench-stream")
+    return issuer.path, cert, key
+
+
 def through_runc(command, payload):
     start = time.monotonic()
     proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -134,6 +210,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tls", action="store_true", help="the streaming server speaks TLS")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("exec_stream_bench: needs root; run it under tests/harness/in-namespace")
@@ -148,7 +225,12 @@ def main():
             with Registry() as registry:
                 push_busybox(registry)
                 mounts.enter_context(tmpfs_at(os.path.join(scratch, "monocri", "d", "run")))
-                daemon = start_daemon(os.path.join(scratch, "monocri"), registry, "info")
+                config, ca = None, None
+                if args.tls:
+                    ca, cert, key = make_certificate(scratch)
+                    config = f'stream_tls_cert = "{cert}"\nstream_tls_key = "{key}"\n'
+                daemon = start_daemon(os.path.join(scratch, "monocri"), registry, "info",
+                                      config=config)
                 with daemon.channel() as channel:
                     make_log_dirs(log_root, ["stream"])
                     _, container_id = start_sleeper_pod(channel, daemon.image, "stream",
@@ -160,7 +242,8 @@ def main():
                     for _ in range(args.rounds):
                         url = unary(channel, RUNTIME + "Exec", request, api_pb2.ExecResponse).url
                         cpu = cpu_seconds(daemon.pid)
-                        ours = through_spdy(url, payload)
+                        ours = (through_spdy_tls(url, payload, ca) if args.tls
+                                else through_spdy(url, payload))
                         cpu = cpu_seconds(daemon.pid) - cpu
                         theirs = through_runc(runc, payload)
                         rows.append((ours, theirs, cpu))
@@ -172,11 +255,12 @@ def main():
     shutil.rmtree(scratch, ignore_errors=True)
 
     mb = len(payload) / 1e6
+    ours_label = "SPDY+TLS MB/s" if args.tls else "SPDY MB/s"
     print(f"\nExec stream, {args.mib} MiB stdin -> cat -> stdout, {os.cpu_count()} CPUs; "
           "peer: runc exec of the same container with pipes, called directly\n")
-    print(f"{'round':8}{'SPDY MB/s':>12}{'runc MB/s':>12}{'ratio':>8}{'daemon CPU s/GB':>18}")
+    print(f"{'round':8}{ours_label:>14}{'runc MB/s':>12}{'ratio':>8}{'daemon CPU s/GB':>18}")
     for i, (ours, theirs, cpu) in enumerate(rows, 1):
-        print(f"{i:<8}{mb / ours:>12.0f}{mb / theirs:>12.0f}{theirs / ours:>8.2f}"
+        print(f"{i:<8}{mb / ours:>14.0f}{mb / theirs:>12.0f}{theirs / ours:>8.2f}"
               f"{cpu / (mb / 1000):>18.2f}")
 
 
