@@ -28,9 +28,15 @@ std::string openSslErrors() {
   return out.empty() ? "unknown error" : out;
 }
 
-// Plaintext is encrypted this much at a time, so that the memory BIO holding the records never
-// grows past about this (it keeps its largest size for the connection's life).
+// Memory BIOs keep their largest size for the connection's life: plaintext is encrypted, and
+// received records are fed to OpenSSL, this much at a time so that neither grows past about it.
 constexpr size_t kEncryptChunkBytes = 64 * 1024;
+constexpr size_t kFeedChunkBytes = 32 * 1024;
+
+// Decrypted bytes go here on their way to the owner (one record at most, 16 KiB): one buffer for
+// every connection, as the loop's read buffer is (the cipher bytes being fed may still be in
+// that one).
+char plaintextBuffer[16 * 1024];
 
 class TlsConnection final : public ClientConnection {
  public:
@@ -105,20 +111,19 @@ class TlsConnection final : public ClientConnection {
   };
 
   void onCipher(std::string_view bytes) {
-    if (ended_) return;
-    if (BIO_write(in_, bytes.data(), static_cast<int>(bytes.size())) !=
-        static_cast<int>(bytes.size())) {
-      return fail("buffering a record");
+    while (!bytes.empty() && !ended_) {
+      // Fed in pieces, each taken out by the pump before the next; once the owner stopped
+      // reading, what is left of this read waits in the BIO.
+      const size_t piece = reading_ ? std::min(bytes.size(), kFeedChunkBytes) : bytes.size();
+      if (BIO_write(in_, bytes.data(), static_cast<int>(piece)) != static_cast<int>(piece)) {
+        return fail("buffering a record");
+      }
+      bytes.remove_prefix(piece);
+      pump();
     }
-    pump();
   }
 
-  void onSocketEnd(int status) {
-    if (ended_) return;
-    ended_ = true;
-    reading_ = false;
-    onEnd_(status);
-  }
+  void onSocketEnd(int status) { endWith(status); }
 
   // Runs the handshake, then hands decrypted bytes to the owner while it reads.
   void pump() {
@@ -137,24 +142,15 @@ class TlsConnection final : public ClientConnection {
         continue;
       }
       if (!reading_) return;
-      // The cipher bytes were copied into the BIO: the loop's read buffer is free again.
-      const uv_buf_t buffer = loop_.readBuffer();
-      const int n =
-          SSL_read(ssl_, buffer.base, static_cast<int>(std::min<size_t>(buffer.len, INT_MAX)));
+      const int n = SSL_read(ssl_, plaintextBuffer, sizeof plaintextBuffer);
       if (n > 0) {
-        onData_(std::string_view(buffer.base, static_cast<size_t>(n)));
+        onData_(std::string_view(plaintextBuffer, static_cast<size_t>(n)));
         continue;
       }
       const int error = SSL_get_error(ssl_, n);
       flushRecords(nullptr);  // a post-handshake message may want an answer
       if (error == SSL_ERROR_WANT_READ) return;
-      if (error == SSL_ERROR_ZERO_RETURN) {  // close_notify: the client's orderly end
-        ended_ = true;
-        reading_ = false;
-        socket_->stopReading();
-        onEnd_(UV_EOF);
-        return;
-      }
+      if (error == SSL_ERROR_ZERO_RETURN) return endWith(UV_EOF);  // the client's close_notify
       return fail("read");
     }
   }
@@ -169,6 +165,8 @@ class TlsConnection final : public ClientConnection {
       if (SSL_write_ex(ssl_, data.data(), chunk, &written) != 1) {
         broken_ = true;
         spdlog::info("streaming server: TLS write failed: {}", openSslErrors());
+        // The owner may not be reading: it learns of the end all the same.
+        loop_.defer(lifetime_.watch(), [this] { endWith(UV_EPROTO); });
         return UV_EPROTO;
       }
       data.remove_prefix(written);
@@ -207,10 +205,15 @@ class TlsConnection final : public ClientConnection {
     } else {
       flushRecords(nullptr);  // the alert saying why, if OpenSSL made one
     }
+    endWith(UV_EPROTO);
+  }
+
+  void endWith(int status) {
+    if (ended_) return;
     ended_ = true;
     reading_ = false;
     socket_->stopReading();
-    onEnd_(UV_EPROTO);
+    if (onEnd_) onEnd_(status);
   }
 
   loop::Loop& loop_;

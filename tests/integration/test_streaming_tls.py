@@ -360,3 +360,20 @@ def test_monoctl_presents_a_client_certificate(tmp_path, registry, pki):  # noqa
         assert (result.returncode, result.stdout) == (0, b"hi\n"), result.stderr
     finally:
         remove_all_and_stop(d)
+
+
+def test_a_slow_tls_client_does_not_make_the_daemon_buffer(daemon, sleeper, pki):
+    """As over plain TCP: the command is paused while its output waits for the client; the
+    TLS records in memory stay bounded too."""
+    total = 64 * 1024 * 1024
+    rss_before = daemon.rss_kib()
+    url = exec_url(daemon, sleeper, ["head", "-c", str(total), "/dev/zero"])
+    ws = websocket.create_connection(url.replace("https://", "wss://", 1),
+                                     subprotocols=["v4.channel.k8s.io"], timeout=60,
+                                     sslopt={"ca_certs": pki["ca"]})
+    time.sleep(3)  # not reading: the socket buffers fill, then the daemon's queue
+    grown = daemon.rss_kib() - rss_before
+    assert grown < 24 * 1024, f"the daemon grew {grown} KiB for a client that does not read"
+    out = ws_collect(ws)
+    assert len(out.get(1, b"")) == total
+    assert json.loads(out[3]) == SUCCESS
