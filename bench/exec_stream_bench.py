@@ -63,35 +63,45 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class StdoutCounter:
+    """The server's side of the connection fed in as it comes: the response head skipped, then
+    the stdout stream's DATA bytes (stream 5 in the fixture) counted."""
+
+    def __init__(self):
+        self.bytes = 0
+        self.answered = False
+        self.buf = bytearray()
+
+    def feed(self, chunk):
+        self.buf += chunk
+        if not self.answered:
+            if b"\r\n\r\n" not in self.buf:
+                return
+            del self.buf[:self.buf.index(b"\r\n\r\n") + 4]
+            self.answered = True
+        at = 0
+        while len(self.buf) - at >= 8:
+            first, flags_length = struct.unpack_from(">II", self.buf, at)
+            size = 8 + (flags_length & 0xFFFFFF)
+            if len(self.buf) - at < size:
+                break
+            if first == 5:  # a DATA frame of stream 5
+                self.bytes += size - 8
+            at += size
+        del self.buf[:at]
+
+
 def through_spdy(url, payload):
     head, syns = recorded_syn_streams()
     parsed = urllib.parse.urlparse(url)
     head = head.replace(head.split(b" ", 2)[1], parsed.path.encode(), 1)
     sock = socket.create_connection((parsed.hostname, parsed.port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    received = [0]
+    received = StdoutCounter()
 
     def read():
-        buf = bytearray()
-        answered = False
-        while True:
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                return
-            buf += chunk
-            if not answered:
-                if b"\r\n\r\n" not in buf:
-                    continue
-                del buf[:buf.index(b"\r\n\r\n") + 4]
-                answered = True
-            while len(buf) >= 8:
-                first, flags_length = struct.unpack(">II", buf[:8])
-                size = 8 + (flags_length & 0xFFFFFF)
-                if len(buf) < size:
-                    break
-                if not first & 0x80000000 and first == 5:  # stdout
-                    received[0] += size - 8
-                del buf[:size]
+        while chunk := sock.recv(1 << 20):
+            received.feed(chunk)
 
     reader = threading.Thread(target=read)
     start = time.monotonic()
@@ -105,8 +115,8 @@ def through_spdy(url, payload):
     reader.join()
     took = time.monotonic() - start
     sock.close()
-    if received[0] != len(payload):
-        raise RuntimeError(f"SPDY exec: {received[0]} bytes back of {len(payload)}")
+    if received.bytes != len(payload):
+        raise RuntimeError(f"SPDY exec: {received.bytes} bytes back of {len(payload)}")
     return took
 
 
@@ -128,7 +138,7 @@ def through_spdy_tls(url, payload, ca_file):
     sock.setblocking(False)
     selector = selectors.DefaultSelector()
     selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
-    view, sent, received, answered, buf = memoryview(out), 0, 0, False, bytearray()
+    view, sent, received = memoryview(out), 0, StdoutCounter()
     done = False
     while not done:
         selector.select()
@@ -149,27 +159,12 @@ def through_spdy_tls(url, payload, ca_file):
             if not chunk:
                 done = True
                 break
-            buf += chunk
-            if not answered:
-                if b"\r\n\r\n" not in buf:
-                    continue
-                del buf[:buf.index(b"\r\n\r\n") + 4]
-                answered = True
-            at = 0
-            while len(buf) - at >= 8:
-                first, flags_length = struct.unpack_from(">II", buf, at)
-                size = 8 + (flags_length & 0xFFFFFF)
-                if len(buf) - at < size:
-                    break
-                if first == 5:  # stdout DATA
-                    received += size - 8
-                at += size
-            del buf[:at]
+            received.feed(chunk)
     took = time.monotonic() - start
     selector.close()
     sock.close()
-    if received != len(payload):
-        raise RuntimeError(f"SPDY exec over TLS: {received} bytes back of {len(payload)}")
+    if received.bytes != len(payload):
+        raise RuntimeError(f"SPDY over TLS: {received.bytes} bytes back of {len(payload)}")
     return took
 
 

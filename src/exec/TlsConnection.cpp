@@ -7,26 +7,13 @@
 
 #include <algorithm>
 #include <climits>
-#include <cstring>
 #include <deque>
+
+#include "exec/OpenSslErrors.h"
 
 namespace monocri::exec {
 
 namespace {
-
-// OpenSSL's queued errors as one line ("no such file; PEM lib"), the queue emptied.
-std::string openSslErrors() {
-  std::string out;
-  while (const unsigned long code = ERR_get_error()) {
-    const char* reason = ERR_reason_error_string(code);
-    std::string text = ERR_SYSTEM_ERROR(code) ? std::strerror(ERR_GET_REASON(code))
-                       : reason != nullptr    ? reason
-                                              : fmt::format("error {:#x}", code);
-    if (text == "system lib") continue;  // said better by the errno entry
-    if (out.find(text) == std::string::npos) out += (out.empty() ? "" : "; ") + text;
-  }
-  return out.empty() ? "unknown error" : out;
-}
 
 // Memory BIOs keep their largest size for the connection's life: plaintext is encrypted, and
 // received records are fed to OpenSSL, this much at a time so that neither grows past about it.

@@ -386,9 +386,9 @@ def test_websocket_base64_protocol(daemon, sleeper):
     assert 3 not in out  # channel.k8s.io (v1): nothing on the error channel for exit 0
 
 
-def test_websocket_ten_mib_through_cat_byte_exact(daemon, sleeper):
-    payload = os.urandom(10 * 1024 * 1024)
-    ws = ws_connect(exec_url(daemon, sleeper, ["cat"], stdin=True), "v5.channel.k8s.io")
+def ws_through_cat(ws, payload):
+    """`payload` sent as stdin in 32 KiB frames (v5: then closed) while the channels are read
+    by another thread; returns them."""
     result = {}
     reader = threading.Thread(target=lambda: result.update(ws_collect(ws)))
     reader.start()
@@ -397,6 +397,13 @@ def test_websocket_ten_mib_through_cat_byte_exact(daemon, sleeper):
     ws.send_binary(b"\xff\x00")  # v5: close stdin
     reader.join(60)
     assert not reader.is_alive()
+    return result
+
+
+def test_websocket_ten_mib_through_cat_byte_exact(daemon, sleeper):
+    payload = os.urandom(10 * 1024 * 1024)
+    ws = ws_connect(exec_url(daemon, sleeper, ["cat"], stdin=True), "v5.channel.k8s.io")
+    result = ws_through_cat(ws, payload)
     assert len(result.get(1, b"")) == len(payload)
     assert result[1] == payload
     assert json.loads(result[3]) == SUCCESS

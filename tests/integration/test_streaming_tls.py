@@ -17,7 +17,8 @@ from tls_certs import Issuer
 from test_containers import (create, make_pod, pulled_daemon, registry,  # noqa: F401
                              remove_all_and_stop, start)
 from test_streaming import (SUCCESS, Replay, exec_url, exit_status, port_forward_url,
-                            recorded_stdin, stream_of, wait_listening, ws_collect)
+                            recorded_stdin, stream_of, wait_listening, ws_collect,
+                            ws_through_cat)
 
 
 @pytest.fixture(scope="module")
@@ -200,14 +201,7 @@ def test_eight_mib_through_cat_over_tls_byte_exact(daemon, sleeper, relay):
     url = relay(exec_url(daemon, sleeper, ["cat"], stdin=True))
     ws = websocket.create_connection(url.replace("http://", "ws://", 1),
                                      subprotocols=["v5.channel.k8s.io"], timeout=30)
-    result = {}
-    reader = threading.Thread(target=lambda: result.update(ws_collect(ws)))
-    reader.start()
-    for i in range(0, len(payload), 32 * 1024):
-        ws.send_binary(b"\x00" + payload[i:i + 32 * 1024])
-    ws.send_binary(b"\xff\x00")  # v5: close stdin
-    reader.join(60)
-    assert not reader.is_alive()
+    result = ws_through_cat(ws, payload)
     assert result.get(1) == payload
     assert json.loads(result[3]) == SUCCESS
 
@@ -274,32 +268,38 @@ def test_a_rotated_certificate_is_served_to_new_connections(daemon, sleeper, ser
     assert "TLS certificate reloaded" in daemon.log()
 
 
-def test_client_certificates_are_required_with_a_ca(tmp_path, registry, pki):  # noqa: F811
+@pytest.fixture
+def mtls(tmp_path, registry, pki):  # noqa: F811
+    """A daemon that asks clients for a certificate signed by the client CA, and a container
+    running in it: (daemon, container id)."""
     d = pulled_daemon(tmp_path, registry,
                       config=tls_config(pki["server"][0], pki["server"][1], pki["client_ca"]))
-    try:
-        pod = make_pod(d, tmp_path, name="pod-mtls")
-        container_id = create(d, pod, "sleeper", ["sleep", "3600"])
-        start(d, container_id)
-        url = exec_url(d, container_id, ["echo", "trusted"])
-        for cert in (None, pki["stranger"]):
-            with pytest.raises((ssl.SSLError, OSError)):
-                # TLS 1.3: the refusal may only show at the first read.
-                parsed = urllib.parse.urlparse(url)
-                with socket.create_connection((parsed.hostname, parsed.port), timeout=10) as raw:
-                    with client_context(pki, cert).wrap_socket(
-                            raw, server_hostname=parsed.hostname) as tls:
-                        tls.sendall(b"GET / HTTP/1.1\r\n\r\n")
-                        if not tls.recv(1):
-                            raise OSError("closed")
-        # The token is still good for a client the CA vouches for.
-        ws = websocket.create_connection(
-            url.replace("https://", "wss://", 1), subprotocols=["v4.channel.k8s.io"], timeout=30,
-            sslopt={"ca_certs": pki["ca"], "certfile": pki["client"][0],
-                    "keyfile": pki["client"][1]})
-        assert ws_collect(ws).get(1) == b"trusted\n"
-    finally:
-        remove_all_and_stop(d)
+    pod = make_pod(d, tmp_path, name="pod-mtls")
+    container_id = create(d, pod, "sleeper", ["sleep", "3600"])
+    start(d, container_id)
+    yield d, container_id
+    remove_all_and_stop(d)
+
+
+def test_client_certificates_are_required_with_a_ca(mtls, pki):
+    d, container_id = mtls
+    url = exec_url(d, container_id, ["echo", "trusted"])
+    for cert in (None, pki["stranger"]):
+        with pytest.raises((ssl.SSLError, OSError)):
+            # TLS 1.3: the refusal may only show at the first read.
+            parsed = urllib.parse.urlparse(url)
+            with socket.create_connection((parsed.hostname, parsed.port), timeout=10) as raw:
+                with client_context(pki, cert).wrap_socket(
+                        raw, server_hostname=parsed.hostname) as tls:
+                    tls.sendall(b"GET / HTTP/1.1\r\n\r\n")
+                    if not tls.recv(1):
+                        raise OSError("closed")
+    # The token is still good for a client the CA vouches for.
+    ws = websocket.create_connection(
+        url.replace("https://", "wss://", 1), subprotocols=["v4.channel.k8s.io"], timeout=30,
+        sslopt={"ca_certs": pki["ca"], "certfile": pki["client"][0],
+                "keyfile": pki["client"][1]})
+    assert ws_collect(ws).get(1) == b"trusted\n"
 
 
 @pytest.mark.parametrize("files, message", [
@@ -346,20 +346,13 @@ def test_monoctl_exec_moves_four_mib_over_tls_byte_exact(daemon, sleeper, pki):
     assert result.stdout == payload
 
 
-def test_monoctl_presents_a_client_certificate(tmp_path, registry, pki):  # noqa: F811
-    d = pulled_daemon(tmp_path, registry,
-                      config=tls_config(pki["server"][0], pki["server"][1], pki["client_ca"]))
-    try:
-        pod = make_pod(d, tmp_path, name="pod-mtls-monoctl")
-        container_id = create(d, pod, "sleeper", ["sleep", "3600"])
-        start(d, container_id)
-        result = monoctl(d, "--stream-ca", pki["ca"], "exec", container_id, "echo", "hi")
-        assert result.returncode == 1 and b"certificate required" in result.stderr, result
-        result = monoctl(d, "--stream-ca", pki["ca"], "--stream-cert", pki["client"][0],
-                         "--stream-key", pki["client"][1], "exec", container_id, "echo", "hi")
-        assert (result.returncode, result.stdout) == (0, b"hi\n"), result.stderr
-    finally:
-        remove_all_and_stop(d)
+def test_monoctl_presents_a_client_certificate(mtls, pki):
+    d, container_id = mtls
+    result = monoctl(d, "--stream-ca", pki["ca"], "exec", container_id, "echo", "hi")
+    assert result.returncode == 1 and b"certificate required" in result.stderr, result
+    result = monoctl(d, "--stream-ca", pki["ca"], "--stream-cert", pki["client"][0],
+                     "--stream-key", pki["client"][1], "exec", container_id, "echo", "hi")
+    assert (result.returncode, result.stdout) == (0, b"hi\n"), result.stderr
 
 
 def test_a_slow_tls_client_does_not_make_the_daemon_buffer(daemon, sleeper, pki):

@@ -8,22 +8,13 @@
 #include <cerrno>
 #include <cstring>
 
+#include "exec/OpenSslErrors.h"
+
 namespace monocri::monoctl {
 
-namespace {
+using exec::openSslErrors;
 
-std::string openSslErrors() {
-  std::string out;
-  while (const unsigned long code = ERR_get_error()) {
-    const char* reason = ERR_reason_error_string(code);
-    std::string text = ERR_SYSTEM_ERROR(code) ? std::strerror(ERR_GET_REASON(code))
-                       : reason != nullptr    ? reason
-                                              : fmt::format("error {:#x}", code);
-    if (text == "system lib") continue;
-    if (out.find(text) == std::string::npos) out += (out.empty() ? "" : "; ") + text;
-  }
-  return out;
-}
+namespace {
 
 bool isIpAddress(const std::string& host) {
   return host.find(':') != std::string::npos ||
@@ -104,7 +95,7 @@ std::unique_ptr<StreamTransport> StreamTransport::tls(state::UniqueFd fd, const 
           "or skip the check with --stream-insecure-skip-verify)",
           X509_verify_cert_error_string(verified));
     } else {
-      std::string reason = openSslErrors();
+      std::string reason = openSslErrors("");
       if (reason.empty()) reason = why == SSL_ERROR_SYSCALL ? std::strerror(errno) : "refused";
       error = "TLS handshake with the streaming server failed: " + reason;
     }
