@@ -524,6 +524,12 @@ def test_a_slow_client_does_not_make_the_daemon_buffer(daemon, sleeper):
     rss_before = daemon.rss_kib()
     ws = ws_connect(exec_url(daemon, sleeper, ["head", "-c", str(total), "/dev/zero"]),
                     "v4.channel.k8s.io")
+    assert_bounded_for_a_client_not_reading(daemon, rss_before, ws, total)
+
+
+def assert_bounded_for_a_client_not_reading(daemon, rss_before, ws, total):
+    """`ws` runs a command writing `total` bytes: not read for 3 s, the daemon grows less than
+    24 MiB; read then, all of it comes."""
     time.sleep(3)  # not reading: the socket buffers fill, then the daemon's queue
     grown = daemon.rss_kib() - rss_before
     assert grown < 24 * 1024, f"the daemon grew {grown} KiB for a client that does not read"
