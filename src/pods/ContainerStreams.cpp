@@ -114,7 +114,6 @@ class AttachCommand final : public exec::RemoteCommand {
     client_.sendOutput(stream, bytes);
   }
 
-
   ContainerManager& containers_;
   exec::AttachStreamRequest request_;
   exec::CommandClient& client_;
