@@ -51,15 +51,16 @@ def split_frames(data):
     return frames
 
 
+def transcript_matches(name, pattern):
+    """The matches of `pattern` at the start of the fixture transcript's lines."""
+    with open(os.path.join(FIXTURES, f"{name}.frames.txt")) as f:
+        return [m for m in (re.match(pattern, line) for line in f) if m]
+
+
 def recorded_times(name):
     """Byte offset in the .c2s.bin → seconds since the first frame, from the transcript."""
-    times = {}
-    with open(os.path.join(FIXTURES, f"{name}.frames.txt")) as f:
-        for line in f:
-            m = re.match(r"\[\s*([\d.]+)\] c2s @(\d+)", line)
-            if m:
-                times[int(m.group(2))] = float(m.group(1))
-    return times
+    return {int(m.group(2)): float(m.group(1))
+            for m in transcript_matches(name, r"\[\s*([\d.]+)\] c2s @(\d+)")}
 
 
 class Replay:
@@ -125,12 +126,9 @@ class Replay:
 def client_streams(name):
     """Stream id → streamtype as the fixture's client opened them (from the transcript)."""
     types = {}
-    with open(os.path.join(FIXTURES, f"{name}.frames.txt")) as f:
-        for line in f:
-            m = re.match(r"#\s+stream (\d+) \(opened by c2s\): (.*?);", line)
-            if m:
-                fields = dict(kv.split("=") for kv in m.group(2).split(", "))
-                types[int(m.group(1))] = fields["streamtype"]
+    for m in transcript_matches(name, r"#\s+stream (\d+) \(opened by c2s\): (.*?);"):
+        fields = dict(kv.split("=") for kv in m.group(2).split(", "))
+        types[int(m.group(1))] = fields["streamtype"]
     return types
 
 
