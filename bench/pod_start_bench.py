@@ -43,6 +43,7 @@ os.environ.setdefault("MONOCRI_PYTHON_OUT", os.path.join(ROOT, "build/python"))
 import testimage  # noqa: E402
 from monocri_harness import Daemon, api_pb2, children_of, unary  # noqa: E402
 from registry import Registry  # noqa: E402
+from cgroups import own_cgroup_dirs, remove_cgroups  # noqa: E402,F401
 
 RUNTIME = "/runtime.v1.RuntimeService/"
 IMAGE = "/runtime.v1.ImageService/"
@@ -286,47 +287,6 @@ def stop_daemon(daemon):
 
 
 # ---- cgroups ----
-
-def own_cgroup_dirs(name):
-    """`name` under this process's own cgroup, in every mounted hierarchy: where runc puts a
-    relative cgroupsPath."""
-    with open("/proc/self/cgroup") as f:
-        own = [line.rstrip("\n").split(":", 2) for line in f]
-    dirs = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            before, after = line.split(" - ", 1)
-            fields, (fstype, _, options) = before.split(), after.split()[:3]
-            root, mountpoint = fields[3], fields[4]
-            for hierarchy, controllers, path in own:
-                if fstype == "cgroup2":
-                    matches = hierarchy == "0"
-                elif fstype == "cgroup":
-                    matches = bool(controllers) and \
-                        set(controllers.split(",")) <= set(options.split(","))
-                else:
-                    matches = False
-                if matches:
-                    if root != "/" and path.startswith(root):
-                        path = path[len(root):]
-                    dirs.append(os.path.join(mountpoint, path.lstrip("/"), name))
-    return dirs
-
-
-def remove_cgroups(name):
-    """rmdir `name` (and what is under it, deepest first) in every hierarchy; returns the dirs
-    that could not go (still holding processes)."""
-    left = []
-    for top in own_cgroup_dirs(name):
-        if not os.path.isdir(top):
-            continue
-        for dirpath, _, _ in sorted(os.walk(top), key=lambda entry: -entry[0].count("/")):
-            try:
-                os.rmdir(dirpath)
-            except OSError as error:
-                left.append(f"{dirpath}: {error.strerror}")
-    return left
-
 
 # ---- the runc peer ----
 

@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../tools/testimag
 import testimage as ti  # noqa: E402
 from monocri_harness import Daemon, api_pb2, assert_serving, unary  # noqa: E402
 from registry import Registry  # noqa: E402
+from cgroups import own_cgroup_dirs, remove_cgroups  # noqa: E402
 
 RUNTIME = "/runtime.v1.RuntimeService/"
 IMAGE = "/runtime.v1.ImageService/"
@@ -65,20 +66,10 @@ def remove_all_and_stop(d):
     assert code == 0, d.log()
     runc_root = os.path.join(d.run_root, "runc")
     assert not os.path.isdir(runc_root) or os.listdir(runc_root) == [], "runc state left"
-    for hierarchy in ("memory", "pids", "cpu"):
-        leftover = f"/sys/fs/cgroup/{hierarchy}{own_cgroup(hierarchy)}/{d.cgroup_parent}"
-        if os.path.isdir(leftover):
-            assert [e for e in os.listdir(leftover) if e.startswith("monocri-")] == [], leftover
-            os.rmdir(leftover)
-
-
-def own_cgroup(controller):
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            if controller in controllers.split(","):
-                return path.rstrip("/")
-    return ""
+    for parent in own_cgroup_dirs(d.cgroup_parent):
+        if os.path.isdir(parent):
+            assert [e for e in os.listdir(parent) if e.startswith("monocri-")] == [], parent
+    assert remove_cgroups(d.cgroup_parent) == []
 
 
 def call(daemon, method, request, response_cls, timeout=60):

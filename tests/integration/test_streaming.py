@@ -14,6 +14,7 @@ import urllib.parse
 import pytest
 import websocket
 
+from cgroups import remove_cgroups
 from monocri_harness import api_pb2
 from test_containers import (RUNTIME, call, create, daemon, make_pod,  # noqa: F401
                              registry, start, status)
@@ -565,11 +566,7 @@ def test_stdin_once_reaches_the_container_under_the_keeper(tmp_path, registry):
              api_pb2.RemovePodSandboxResponse)
     finally:
         assert d.stop() == 0, d.log()
-        from test_containers import own_cgroup
-        for hierarchy in ("memory", "pids", "cpu"):
-            left = f"/sys/fs/cgroup/{hierarchy}{own_cgroup(hierarchy)}/{d.cgroup_parent}"
-            if os.path.isdir(left):
-                os.rmdir(left)
+        assert remove_cgroups(d.cgroup_parent) == []
 
 
 def test_sessions_dropped_while_runc_starts_the_exec_leave_no_zombie(daemon, pod, sleeper):
