@@ -70,6 +70,10 @@ class Daemon:
                "--log-level", "debug"]
         if not self.keeper:
             cmd.append("--no-keeper")
+        # MONOCRI_OCI_RUNTIME runs a suite's daemons on another OCI runtime (monocri-runtime).
+        oci_runtime = os.environ.get("MONOCRI_OCI_RUNTIME")
+        if oci_runtime and "--oci-runtime" not in self.args:
+            cmd += ["--oci-runtime", oci_runtime]
         if self.config is not None:
             path = os.path.join(self.dir, "monocri.toml")
             with open(path, "w") as f:

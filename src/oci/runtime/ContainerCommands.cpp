@@ -147,6 +147,7 @@ struct NamespacePlan {
   std::vector<UniqueFd> fds;  // keeps the joined namespace files open
   std::vector<NamespaceJoin> childJoins;
   std::optional<int> pidJoin, timeJoin, userJoin;
+  bool hasUts = false;  // listed, new or joined
 };
 
 NamespacePlan planNamespaces(const json& linux) {
@@ -164,6 +165,7 @@ NamespacePlan planNamespaces(const json& linux) {
     if (!kind) fail("{}.type {:?} is not a namespace type", where, type);
     if (seen & kind->flag) fail("{}: the {} namespace is listed twice", where, type);
     seen |= kind->flag;
+    if (kind->flag == CLONE_NEWUTS) plan.hasUts = true;
     std::string path = entry.value("path", "");
     if (path.empty()) {
       plan.newFlags |= kind->flag;
@@ -370,7 +372,7 @@ pid_t createInternal(const GlobalOptions& global, const CreateOptions& options) 
   init.noPivot = options.noPivot;
   init.newMountNamespace = namespaces.newFlags & CLONE_NEWNS;
   init.newUserNamespace = namespaces.newFlags & CLONE_NEWUSER;
-  init.newUtsNamespace = namespaces.newFlags & CLONE_NEWUTS;
+  init.ownUtsNamespace = namespaces.hasUts;
   init.newCgroupNamespace = namespaces.newFlags & CLONE_NEWCGROUP;
   init.hooksRoundTrip = hasHooks(spec, {"prestart", "createRuntime", "createContainer"});
   init.syncFd = childEnd.get();

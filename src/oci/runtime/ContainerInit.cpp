@@ -177,11 +177,11 @@ PreparedExec prepareProcess(const ProcessLaunch& launch) {
   throwErrno(fmt::format("exec {}", prepared.path));
 }
 
-void setHostname(const json& spec, bool newUts) {
+void setHostname(const json& spec, bool ownUts) {
   std::string hostname = spec.value("hostname", "");
   std::string domainname = spec.value("domainname", "");
-  if ((!hostname.empty() || !domainname.empty()) && !newUts)
-    fail("hostname/domainname need a new UTS namespace (linux.namespaces has no \"uts\")");
+  if ((!hostname.empty() || !domainname.empty()) && !ownUts)
+    fail("hostname/domainname need a UTS namespace of the container (linux.namespaces has no \"uts\")");
   if (!hostname.empty() && sethostname(hostname.data(), hostname.size()) < 0)
     throwErrno(fmt::format("sethostname {:?}", hostname));
   if (!domainname.empty() && setdomainname(domainname.data(), domainname.size()) < 0)
@@ -236,7 +236,7 @@ void runContainerInit(const InitConfig& config) {
     joinNamespaces(config.joins);
     if (config.newCgroupNamespace && unshare(CLONE_NEWCGROUP) < 0)
       throwErrno("unshare of the cgroup namespace");
-    setHostname(spec, config.newUtsNamespace);
+    setHostname(spec, config.ownUtsNamespace);
     umask(0);
     if (config.newMountNamespace) {
       RootfsOptions options{config.rootfs, config.noPivot, config.newUserNamespace};

@@ -39,7 +39,7 @@ struct InitConfig {
   bool noPivot = false;
   bool newMountNamespace = false;
   bool newUserNamespace = false;
-  bool newUtsNamespace = false;
+  bool ownUtsNamespace = false;  // new or joined: not the host's, so the hostname may be set
   bool newCgroupNamespace = false;  // unshared after the parent moved us into the cgroup
   bool hooksRoundTrip = false;      // prestart/createRuntime/createContainer hooks exist
   int syncFd = -1;
