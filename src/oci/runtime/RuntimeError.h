@@ -16,9 +16,14 @@ class RuntimeError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// "what: strerror(errno)", for a failed system call.
+// "what: strerror(errno)", with the reason in lower case as runc (Go) writes it: callers that
+// match runc's messages ("no such file or directory") read ours the same.
 [[noreturn]] inline void throwErrno(const std::string& what, int error = errno) {
-  throw RuntimeError(fmt::format("{}: {}", what, std::strerror(error)));
+  std::string reason = std::strerror(error);
+  if (!reason.empty() && reason[0] >= 'A' && reason[0] <= 'Z' &&
+      (reason.size() < 2 || reason[1] < 'A' || reason[1] > 'Z'))
+    reason[0] = static_cast<char>(reason[0] - 'A' + 'a');
+  throw RuntimeError(fmt::format("{}: {}", what, reason));
 }
 
 template <typename... Args>

@@ -174,6 +174,7 @@ int main(int argc, char** argv) {
     fflush(stdout);
     return 0;
   } catch (const std::exception& e) {
+    // runc writes the error to stderr as well as to its log; callers read either.
     RuntimeLog::error(e.what());
     if (RuntimeLog::fd() != STDERR_FILENO) fprintf(stderr, "%s\n", e.what());
     return 1;

@@ -301,7 +301,7 @@ TEST(SeccompFilter, LoadWithoutNoNewPrivsOrCapSysAdminFails) {
     try {
       filter.load();
     } catch (const RuntimeError& error) {
-      _exit(std::string(error.what()) == "loading the seccomp filter: Permission denied" ? 0 : 1);
+      _exit(std::string(error.what()) == "loading the seccomp filter: permission denied" ? 0 : 1);
     }
     _exit(2);
   }
