@@ -19,7 +19,8 @@ struct Config {
   std::string logLevel = "info";          // trace, debug, info, warn, error
   uint64_t stallThresholdMs = 50;         // loop turns longer than this are logged
   uint64_t shutdownGraceMs = 10'000;      // SIGTERM: time for calls in flight to finish
-  std::string ociRuntime = "runc";        // OCI runtime binary: a name looked up in PATH, or a path
+  // The OCI runtime: "monocri-runtime" (bundled, beside this binary), a name in PATH, a path.
+  std::string ociRuntime = "monocri-runtime";
   std::string registriesConf = "/etc/containers/registries.conf";  // containers-registries.conf
   std::vector<std::string> pinnedImages;    // never removed (kubelet's image GC skips them too)
   uint64_t maxConcurrentDownloads = 3;      // layers fetched at once

@@ -29,7 +29,10 @@ std::string makeDirectory(const std::string& path, mode_t mode) {
   return {};
 }
 
-// monocri's helper programs (monocri-image-worker, monocri-pod-init) are installed beside it.
+constexpr const char* kBundledRuntime = "monocri-runtime";
+
+// monocri's helper programs (monocri-image-worker, monocri-pod-init, monocri-runtime) are
+// installed beside it.
 std::string helperPath(const char* name) {
   std::error_code ec;
   const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
@@ -39,7 +42,10 @@ std::string helperPath(const char* name) {
 }  // namespace
 
 Daemon::Daemon(Config config, int keeperFd)
-    : config_(std::move(config)), runtime_(config_.ociRuntime), keeperFd_(keeperFd) {}
+    : config_(std::move(config)),
+      runtime_(config_.ociRuntime == kBundledRuntime ? helperPath(kBundledRuntime)
+                                                     : config_.ociRuntime),
+      keeperFd_(keeperFd) {}
 
 Daemon::~Daemon() = default;
 

@@ -80,7 +80,8 @@ int main(int argc, char** argv) {
   app.add_option("--shutdown-grace-ms", overrides.shutdownGraceMs,
                  "On SIGTERM, time given to calls in flight [10000]");
   app.add_option("--oci-runtime", overrides.ociRuntime,
-                 "OCI runtime binary, a name in PATH or a path [runc]");
+                 "OCI runtime binary: monocri-runtime (bundled), a name in PATH or a path "
+                 "[monocri-runtime]");
   app.add_option("--registries-conf", overrides.registriesConf,
                  "Registry configuration, containers-registries.conf v2 format "
                  "[/etc/containers/registries.conf]");

@@ -16,6 +16,7 @@ ocirt-test-<pid>/<id>) and are removed at the end; each runtime has a --root of 
 Run: /tmp/pt.sh tests/integration/test_oci_runtime.py [-k runc] (inside tests/harness/in-namespace;
 MONOCRI_BIN locates monocri-runtime, which must exist: a missing binary fails, never skips).
 """
+import errno
 import fcntl
 import json
 import os
@@ -33,7 +34,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../harness"))
 
 from cgroups import own_cgroup_dirs, remove_cgroups  # noqa: E402
-from oci_bundle import (TMPFS_TMP, Bundle, ConsoleSocket, Container, Runtime,  # noqa: E402
+from oci_bundle import (PATH_ENV, TMPFS_TMP, Bundle, ConsoleSocket, Container, Runtime,  # noqa: E402
                         extract_busybox_rootfs, set_child_subreaper)
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
@@ -916,3 +917,47 @@ def test_missing_program(lab, program):
     assert lab.observe(scenario) == (True, True, "", [], [], [])
     messages = log_messages(lab.runtime)
     assert any(program in m for m in messages), messages
+
+
+def test_no_runtime_fd_reaches_the_container(lab):
+    """The container's process holds its stdio and nothing else of the runtime's (the bundle's
+    config, the state directory, exec.fifo, the sync socket, the log file): /proc/self/fd of the
+    init and of an exec'd process list 0, 1, 2 and the listing's own directory fd only."""
+    def scenario(runtime):
+        container = sleeping_container(
+            lab, runtime, "ls /proc/self/fd; echo ready; exec sleep 60")
+        exec_code, exec_out, _ = container.exec({"args": ["ls", "/proc/self/fd"], "cwd": "/",
+                                                 "env": [PATH_ENV]})
+        container.kill("KILL")
+        container.wait()
+        first = container.stdout.data.decode().split("ready")[0].split()
+        return sorted(first), exec_code, sorted(exec_out.split())
+
+    init_fds, exec_code, exec_fds = lab.observe(scenario)
+    assert init_fds == ["0", "1", "2", "3"], init_fds
+    assert (exec_code, exec_fds) == (0, ["0", "1", "2", "3"])
+
+
+def test_init_runs_from_a_sealed_copy_of_the_runtime(lab):
+    """CVE-2019-5736: a process of the container that reaches the runtime's binary through
+    /proc/<pid>/exe must not be able to write it. While a container is created, its init is
+    the runtime's own code: /proc/<init>/exe is a sealed memfd copy, which opens read-only and
+    refuses writes, never the binary on the host (runc 1.1 does the same with its memfd clone)."""
+    if lab.runtime.name == "runc":
+        pytest.skip("runc's init is /proc/self/exe cloned as its own memfd; tested for ours")
+    bundle, container = lab.bundle(lab.runtime, ["true"])
+    bundle.write()
+    container.create()
+    try:
+        exe = os.readlink(f"/proc/{container.pid}/exe")
+        assert exe.startswith("/memfd:monocri-runtime"), exe
+        with pytest.raises(OSError) as refused:
+            open(f"/proc/{container.pid}/exe", "r+b")
+        assert refused.value.errno in (errno.EPERM, errno.EACCES, errno.ETXTBSY), refused.value
+        binary = MONOCRI_RUNTIME
+        with open(f"/proc/{container.pid}/exe", "rb") as copy, open(binary, "rb") as original:
+            assert copy.read() == original.read()
+    finally:
+        container.start()
+        container.wait()
+        container.delete()

@@ -34,7 +34,7 @@ TEST_F(ConfigTest, AbsentDefaultFileGivesDefaults) {
   EXPECT_EQ(config.listenPath(), "/run/monocri/monocri.sock");
   EXPECT_EQ(config.logLevel, "info");
   EXPECT_EQ(config.stallThresholdMs, 50u);
-  EXPECT_EQ(config.ociRuntime, "runc");
+  EXPECT_EQ(config.ociRuntime, "monocri-runtime");
   EXPECT_EQ(config.configPath, "");
 }
 
@@ -242,7 +242,7 @@ TEST_F(ConfigTest, JsonAndTomlShowTheEffectiveValues) {
   config.runRoot = "/run/t";
   nlohmann::json json = configToJson(config);
   EXPECT_EQ(json["listen"], "/run/t/monocri.sock");
-  EXPECT_EQ(json["ociRuntime"], "runc");
+  EXPECT_EQ(json["ociRuntime"], "monocri-runtime");
   Config reparsed;
   ASSERT_EQ(parseConfig(configToToml(config), "printed", reparsed), "");
   EXPECT_EQ(reparsed.listenPath(), "/run/t/monocri.sock");
