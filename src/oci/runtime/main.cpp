@@ -2,10 +2,13 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
 
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "oci/runtime/CommandLine.h"
 #include "oci/runtime/ContainerCommands.h"
 #include "oci/runtime/RuntimeError.h"
 #include "oci/runtime/RuntimeLog.h"
@@ -15,164 +18,205 @@ using namespace monocri::runtime;
 
 namespace {
 
-void addCreateFlags(CLI::App* command, CreateOptions& options) {
-  command->add_option("-b,--bundle", options.bundle, "path to the bundle (holds config.json)");
-  command->add_option("--console-socket", options.consoleSocket,
-                      "unix socket that receives the pty master of a terminal container");
-  command->add_option("--pid-file", options.pidFile, "file to write the init's pid to");
-  command->add_flag("--no-pivot", options.noPivot, "MS_MOVE the rootfs instead of pivot_root");
-  command->add_flag("--no-new-keyring", options.noNewKeyring, "accepted; no keyring is made");
-  command->add_option("--preserve-fds", options.preserveFds, "extra fds passed from 3 on");
-  command->add_option("id", options.id, "container id")->required();
+constexpr const char* kUsage =
+    "usage: monocri-runtime [global flags] COMMAND [flags] ID [args]\n"
+    "\n"
+    "The OCI runtime bundled with monocri, with runc's command line.\n"
+    "\n"
+    "global flags: --root DIR  --log FILE  --log-format text|json  --systemd-cgroup (refused)\n"
+    "commands:\n"
+    "  create [-b BUNDLE] [--pid-file F] [--console-socket S] [--no-pivot] [--preserve-fds N] ID\n"
+    "  run    [create's flags] [-d] ID     create, start, wait and delete\n"
+    "  start ID | state ID | pause ID | resume ID\n"
+    "  kill [-a] ID [SIGNAL]               SIGTERM by default\n"
+    "  delete [-f] ID\n"
+    "  exec [-p process.json | CMD ARGS...] [-d] [--pid-file F] [--console-socket S] [-t]\n"
+    "       [--cwd DIR] [-e K=V]... [-u UID[:GID]] ID\n"
+    "  list [-f table|json] [-q] | ps [-f table|json] ID\n"
+    "  update [-r resources.json|-] [--memory N] [--cpu-share N] [--cpu-quota N]\n"
+    "         [--cpu-period N] [--cpuset-cpus L] [--cpuset-mems L] [--pids-limit N] ID\n"
+    "  features | spec [-b BUNDLE]\n";
+
+const std::vector<FlagSpec> kGlobalFlags = {
+    {"root", 0, true},       {"log", 0, true},
+    {"log-format", 0, true}, {"systemd-cgroup", 0, false},
+    {"debug", 0, false},     {"criu", 0, true},
+    {"rootless", 0, true},   {"help", 'h', false},
+    {"version", 'v', false},
+};
+
+const std::vector<FlagSpec> kCreateFlags = {
+    {"bundle", 'b', true},  {"console-socket", 0, true},  {"pid-file", 0, true},
+    {"no-pivot", 0, false}, {"no-new-keyring", 0, false}, {"preserve-fds", 0, true},
+    {"detach", 'd', false}, {"keep", 0, false},
+};
+
+const std::vector<FlagSpec> kExecFlags = {
+    {"process", 'p', true}, {"console-socket", 0, true}, {"pid-file", 0, true},
+    {"detach", 'd', false}, {"tty", 't', false},         {"cwd", 0, true},
+    {"env", 'e', true},     {"user", 'u', true},         {"preserve-fds", 0, true},
+};
+
+const std::vector<FlagSpec> kUpdateFlags = {
+    {"resources", 'r', true},        {"memory", 0, true},      {"memory-swap", 0, true},
+    {"memory-reservation", 0, true}, {"cpu-share", 0, true},   {"cpu-quota", 0, true},
+    {"cpu-period", 0, true},         {"cpuset-cpus", 0, true}, {"cpuset-mems", 0, true},
+    {"pids-limit", 0, true},
+};
+
+int64_t integerFlag(const ParsedCommandLine& line, const char* name) {
+  std::string text = line.value(name);
+  char* end = nullptr;
+  errno = 0;
+  long long value = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || errno != 0) fail("--{}: {:?} is not a number", name, text);
+  return value;
+}
+
+// The one positional a command takes (the container id), and nothing else.
+std::string onlyId(const ParsedCommandLine& line, const std::string& command, size_t most = 1) {
+  if (line.positionals.empty()) fail("{}: a container id is required", command);
+  if (line.positionals.size() > most) fail("{}: too many arguments", command);
+  return line.positionals[0];
+}
+
+CreateOptions createOptions(const ParsedCommandLine& line, const std::string& command) {
+  CreateOptions options;
+  options.id = onlyId(line, command);
+  options.bundle = line.value("bundle", ".");
+  options.pidFile = line.value("pid-file");
+  options.consoleSocket = line.value("console-socket");
+  options.noPivot = line.has("no-pivot");
+  options.noNewKeyring = line.has("no-new-keyring");
+  if (line.has("preserve-fds"))
+    options.preserveFds = static_cast<int>(integerFlag(line, "preserve-fds"));
+  return options;
+}
+
+int dispatch(const std::vector<std::string>& args, char** argv) {
+  size_t next = 1;
+  ParsedCommandLine global =
+      parseCommandLine(args, 1, kGlobalFlags, "monocri-runtime", 0, true, &next);
+  if (global.has("version")) {
+    fputs("monocri-runtime version 0.1.0\nspec: 1.1.0\n", stdout);
+    return 0;
+  }
+  if (global.has("help") || next >= args.size()) {
+    fputs(kUsage, global.has("help") ? stdout : stderr);
+    return global.has("help") ? 0 : 1;
+  }
+  std::string logFormat = global.value("log-format", "text");
+  if (logFormat != "text" && logFormat != "json")
+    fail("--log-format {:?}: must be text or json", logFormat);
+  RuntimeLog::open(global.value("log"), logFormat == "json" ? LogFormat::kJson : LogFormat::kText);
+  if (global.has("systemd-cgroup"))
+    fail("--systemd-cgroup: monocri-runtime manages cgroups with the cgroupfs driver only");
+  GlobalOptions options;
+  options.root = global.value("root", options.root);
+
+  const std::string command = args[next];
+  const size_t from = next + 1;
+  auto parse = [&](const std::vector<FlagSpec>& flags, size_t stopAfter = 0) {
+    return parseCommandLine(args, from, flags, command.c_str(), stopAfter);
+  };
+  if (command == "create" || command == "run") {
+    ParsedCommandLine line = parse(kCreateFlags);
+    ensureSealedSelf(argv);
+    if (command == "create") {
+      createContainer(options, createOptions(line, command));
+      return 0;
+    }
+    return runContainer(options, createOptions(line, command), line.has("detach"));
+  }
+  if (command == "exec") {
+    ParsedCommandLine line = parse(kExecFlags, 1);
+    ExecOptions exec;
+    exec.id = onlyId(line, command, SIZE_MAX);
+    exec.args.assign(line.positionals.begin() + 1, line.positionals.end());
+    exec.processFile = line.value("process");
+    exec.pidFile = line.value("pid-file");
+    exec.consoleSocket = line.value("console-socket");
+    exec.detach = line.has("detach");
+    exec.tty = line.has("tty");
+    exec.cwd = line.value("cwd");
+    exec.env = line.all("env");
+    exec.user = line.value("user");
+    if (line.has("preserve-fds"))
+      exec.preserveFds = static_cast<int>(integerFlag(line, "preserve-fds"));
+    ensureSealedSelf(argv);
+    return execInContainer(options, exec);
+  }
+  if (command == "start" || command == "state" || command == "pause" || command == "resume") {
+    std::string id = onlyId(parse({}), command);
+    if (command == "start") startContainer(options, id);
+    if (command == "state") printState(options, id);
+    if (command == "pause" || command == "resume") pauseContainer(options, id, command == "pause");
+    return 0;
+  }
+  if (command == "kill") {
+    ParsedCommandLine line = parse({{"all", 'a', false}});
+    std::string id = onlyId(line, command, 2);
+    killContainer(options, id, line.positionals.size() > 1 ? line.positionals[1] : "SIGTERM",
+                  line.has("all"));
+    return 0;
+  }
+  if (command == "delete") {
+    ParsedCommandLine line = parse({{"force", 'f', false}});
+    deleteContainer(options, onlyId(line, command), line.has("force"));
+    return 0;
+  }
+  if (command == "list") {
+    ParsedCommandLine line = parse({{"format", 'f', true}, {"quiet", 'q', false}});
+    if (!line.positionals.empty()) fail("list: too many arguments");
+    listContainers(options, line.value("format", "table"), line.has("quiet"));
+    return 0;
+  }
+  if (command == "ps") {
+    ParsedCommandLine line = parse({{"format", 'f', true}}, 1);
+    printProcesses(options, onlyId(line, command, SIZE_MAX), line.value("format", "table"));
+    return 0;
+  }
+  if (command == "update") {
+    ParsedCommandLine line = parse(kUpdateFlags);
+    nlohmann::json overrides = nlohmann::json::object();
+    const std::pair<const char*, std::pair<const char*, const char*>> numeric[] = {
+        {"memory", {"memory", "limit"}},
+        {"memory-swap", {"memory", "swap"}},
+        {"memory-reservation", {"memory", "reservation"}},
+        {"cpu-share", {"cpu", "shares"}},
+        {"cpu-quota", {"cpu", "quota"}},
+        {"cpu-period", {"cpu", "period"}},
+        {"pids-limit", {"pids", "limit"}},
+    };
+    for (const auto& [flag, field] : numeric)
+      if (line.has(flag)) overrides[field.first][field.second] = integerFlag(line, flag);
+    if (line.has("cpuset-cpus")) overrides["cpu"]["cpus"] = line.value("cpuset-cpus");
+    if (line.has("cpuset-mems")) overrides["cpu"]["mems"] = line.value("cpuset-mems");
+    updateContainer(options, onlyId(line, command), line.value("resources"),
+                    overrides.empty() ? "" : overrides.dump());
+    return 0;
+  }
+  if (command == "features") {
+    if (!parse({}).positionals.empty()) fail("features: too many arguments");
+    printFeatures();
+    return 0;
+  }
+  if (command == "spec") {
+    ParsedCommandLine line = parse({{"bundle", 'b', true}, {"rootless", 0, false}});
+    writeDefaultSpec(line.value("bundle", "."), line.has("rootless"));
+    return 0;
+  }
+  fail("no such command {:?} (monocri-runtime --help lists them)", command);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"monocri-runtime: the OCI runtime bundled with monocri (runc's command line)"};
-  app.require_subcommand(1);
-  GlobalOptions global;
-  std::string logPath, logFormat = "text";
-  bool systemdCgroup = false, debug = false;
-  app.add_option("--root", global.root, "state directory of the containers");
-  app.add_option("--log", logPath, "log file (default: stderr)");
-  app.add_option("--log-format", logFormat, "text or json")->check(CLI::IsMember({"text", "json"}));
-  app.add_flag("--systemd-cgroup", systemdCgroup, "refused: cgroupfs is the only driver");
-  app.add_flag("--debug", debug, "accepted");
-  std::string criu, rootlessGlobal;
-  app.add_option("--criu", criu, "accepted; checkpointing is not supported");
-  app.add_option("--rootless", rootlessGlobal, "accepted");
-  app.set_version_flag("-v,--version", "monocri-runtime 0.1.0\nspec: 1.1.0");
-
-  CreateOptions create;
-  auto* createCommand = app.add_subcommand("create", "create a container");
-  addCreateFlags(createCommand, create);
-  auto* runCommand = app.add_subcommand("run", "create, start and wait for a container");
-  CreateOptions run;
-  bool runDetach = false;
-  addCreateFlags(runCommand, run);
-  runCommand->add_flag("-d,--detach", runDetach, "do not wait for the container");
-  bool keep = false;
-  runCommand->add_flag("--keep", keep, "accepted");
-
-  std::string id, signal = "SIGTERM", format = "table";
-  bool all = false, force = false, quiet = false;
-  auto* startCommand = app.add_subcommand("start", "run the user process of a created container");
-  startCommand->add_option("id", id)->required();
-  auto* stateCommand = app.add_subcommand("state", "print the container's OCI state");
-  stateCommand->add_option("id", id)->required();
-  auto* killCommand = app.add_subcommand("kill", "signal the container's init");
-  killCommand->add_flag("-a,--all", all, "signal every process of the container");
-  killCommand->add_option("id", id)->required();
-  killCommand->add_option("signal", signal);
-  auto* deleteCommand = app.add_subcommand("delete", "delete a stopped container");
-  deleteCommand->add_flag("-f,--force", force, "kill a running container first");
-  deleteCommand->add_option("id", id)->required();
-
-  ExecOptions exec;
-  auto* execCommand = app.add_subcommand("exec", "run a process in a running container");
-  execCommand->add_option("-p,--process", exec.processFile, "process.json");
-  execCommand->add_option("--console-socket", exec.consoleSocket);
-  execCommand->add_option("--pid-file", exec.pidFile);
-  execCommand->add_flag("-d,--detach", exec.detach);
-  execCommand->add_flag("-t,--tty", exec.tty);
-  execCommand->add_option("--cwd", exec.cwd);
-  execCommand->add_option("-e,--env", exec.env);
-  execCommand->add_option("-u,--user", exec.user);
-  execCommand->add_option("--preserve-fds", exec.preserveFds);
-  execCommand->add_option("id", exec.id)->required();
-  execCommand->prefix_command();
-
-  auto* listCommand = app.add_subcommand("list", "list containers");
-  listCommand->add_option("-f,--format", format);
-  listCommand->add_flag("-q,--quiet", quiet);
-  auto* psCommand = app.add_subcommand("ps", "list a container's processes");
-  psCommand->add_option("-f,--format", format);
-  psCommand->add_option("id", id)->required();
-  psCommand->allow_extras();
-  auto* pauseCommand = app.add_subcommand("pause", "freeze a container's processes");
-  pauseCommand->add_option("id", id)->required();
-  auto* resumeCommand = app.add_subcommand("resume", "thaw a paused container");
-  resumeCommand->add_option("id", id)->required();
-
-  auto* updateCommand = app.add_subcommand("update", "change a container's resources");
-  std::string resources;
-  std::optional<int64_t> memory, memorySwap, memoryReservation, cpuShares, cpuQuota, cpuPeriod,
-      pidsLimit;
-  std::optional<std::string> cpusetCpus, cpusetMems;
-  updateCommand->add_option("-r,--resources", resources, "linux.resources JSON file, - for stdin");
-  updateCommand->add_option("--memory", memory);
-  updateCommand->add_option("--memory-swap", memorySwap);
-  updateCommand->add_option("--memory-reservation", memoryReservation);
-  updateCommand->add_option("--cpu-share", cpuShares);
-  updateCommand->add_option("--cpu-quota", cpuQuota);
-  updateCommand->add_option("--cpu-period", cpuPeriod);
-  updateCommand->add_option("--pids-limit", pidsLimit);
-  updateCommand->add_option("--cpuset-cpus", cpusetCpus);
-  updateCommand->add_option("--cpuset-mems", cpusetMems);
-  updateCommand->add_option("id", id)->required();
-
-  auto* featuresCommand = app.add_subcommand("features", "print what this runtime supports");
-  std::string specBundle = ".";
-  bool rootless = false;
-  auto* specCommand = app.add_subcommand("spec", "write a default config.json");
-  specCommand->add_option("-b,--bundle", specBundle);
-  specCommand->add_flag("--rootless", rootless);
-
+  std::vector<std::string> args(argv, argv + argc);
   try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-
-  try {
-    RuntimeLog::open(logPath, logFormat == "json" ? LogFormat::kJson : LogFormat::kText);
-    if (systemdCgroup)
-      fail("--systemd-cgroup: monocri-runtime manages cgroups with the cgroupfs driver only");
-    if (*createCommand || *runCommand || *execCommand) ensureSealedSelf(argv);
-
-    if (*createCommand) {
-      createContainer(global, create);
-    } else if (*runCommand) {
-      return runContainer(global, run, runDetach);
-    } else if (*startCommand) {
-      startContainer(global, id);
-    } else if (*stateCommand) {
-      printState(global, id);
-    } else if (*killCommand) {
-      killContainer(global, id, signal, all);
-    } else if (*deleteCommand) {
-      deleteContainer(global, id, force);
-    } else if (*execCommand) {
-      exec.args = execCommand->remaining();
-      return execInContainer(global, exec);
-    } else if (*listCommand) {
-      listContainers(global, format, quiet);
-    } else if (*psCommand) {
-      printProcesses(global, id, format);
-    } else if (*pauseCommand) {
-      pauseContainer(global, id, true);
-    } else if (*resumeCommand) {
-      pauseContainer(global, id, false);
-    } else if (*updateCommand) {
-      nlohmann::json overrides = nlohmann::json::object();
-      if (memory) overrides["memory"]["limit"] = *memory;
-      if (memorySwap) overrides["memory"]["swap"] = *memorySwap;
-      if (memoryReservation) overrides["memory"]["reservation"] = *memoryReservation;
-      if (cpuShares) overrides["cpu"]["shares"] = *cpuShares;
-      if (cpuQuota) overrides["cpu"]["quota"] = *cpuQuota;
-      if (cpuPeriod) overrides["cpu"]["period"] = *cpuPeriod;
-      if (cpusetCpus) overrides["cpu"]["cpus"] = *cpusetCpus;
-      if (cpusetMems) overrides["cpu"]["mems"] = *cpusetMems;
-      if (pidsLimit) overrides["pids"]["limit"] = *pidsLimit;
-      updateContainer(global, id, resources, overrides.empty() ? "" : overrides.dump());
-    } else if (*featuresCommand) {
-      printFeatures();
-    } else if (*specCommand) {
-      writeDefaultSpec(specBundle, rootless);
-    }
+    int code = dispatch(args, argv);
     fflush(stdout);
-    return 0;
+    return code;
   } catch (const std::exception& e) {
     // runc writes the error to stderr as well as to its log; callers read either.
     RuntimeLog::error(e.what());
