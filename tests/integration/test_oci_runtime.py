@@ -961,3 +961,42 @@ def test_init_runs_from_a_sealed_copy_of_the_runtime(lab):
         container.start()
         container.wait()
         container.delete()
+
+
+def test_user_and_cgroup_namespaces(lab):
+    """New user (with the spec's uid/gid mappings) and cgroup namespaces on top of the default
+    ones: uid_map/gid_map hold the spec's ranges (root maps to root here, since the bundle sits
+    in the test's 0700 temp dir; a range the host has no user for would not reach it), and
+    /proc/self/cgroup shows "/" in every hierarchy (the cgroup namespace is rooted at the
+    container's own cgroup)."""
+    def edit(spec, bundle):
+        spec["linux"]["namespaces"] += [{"type": "user"}, {"type": "cgroup"}]
+        spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+        spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+
+    def scenario(runtime):
+        code, out, err = run_script(
+            lab, runtime, "cat /proc/self/uid_map /proc/self/gid_map; id -u; "
+            "grep -v ':/$' /proc/self/cgroup | wc -l", edit)
+        assert code == 0, err
+        return out.split()
+
+    assert lab.observe(scenario) == ["0", "0", "65536", "0", "0", "65536", "0", "0"]
+
+
+def test_time_namespace_offsets(lab):
+    """A new time namespace with linux.timeOffsets: the container's CLOCK_BOOTTIME (uptime) is
+    a year ahead of the host's. runc 1.1 has no time namespaces ("namespace time does not
+    exist"): tested for monocri-runtime only."""
+    if lab.runtime.name == "runc":
+        pytest.skip("runc 1.1.5 does not know the time namespace")
+
+    def edit(spec, bundle):
+        spec["linux"]["namespaces"].append({"type": "time"})
+        spec["linux"]["timeOffsets"] = {"boottime": {"secs": 86400 * 365, "nanosecs": 0}}
+
+    code, out, err = run_script(lab, lab.runtime, "cut -d. -f1 /proc/uptime", edit)
+    assert code == 0, err
+    with open("/proc/uptime") as f:
+        host = float(f.read().split()[0])
+    assert 86400 * 365 - 1 <= int(out) - host <= 86400 * 365 + 60, (out, host)
