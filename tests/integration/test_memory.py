@@ -1,9 +1,11 @@
 """Memory budgets, asserted: an idle ceiling and a bound on growth across 10 000 calls, so that
 a leak fails `make test`. (In ASan builds these absolute numbers do not apply; LeakSanitizer
 checks the daemon at exit instead, and every test asserts exit code 0.)"""
+import os
+
 import pytest
 
-from monocri_harness import RUNTIME, SANITIZED, api_pb2, health_pb2
+from monocri_harness import RUNTIME, SANITIZED, Daemon, api_pb2, health_pb2
 
 pytestmark = pytest.mark.skipif(SANITIZED, reason="ASan's allocator; LeakSanitizer checks instead")
 
@@ -59,7 +61,26 @@ def run_calls(daemon, count, in_flight=64):
             ch.close()
 
 
-def test_idle_rss_ceiling(daemon):
+@pytest.fixture
+def daemon_from_a_cold_binary(tmp_path):
+    """A daemon started with its binary out of the page cache, as on a node where nothing but
+    the exec has read it. The kernel maps 16 pages around each page of code a process faults in
+    (fault-around), but only pages already cached: right after a build, when the linker has just
+    written the whole file, the same daemon shows 0.7 MiB more code resident (8.2 against 7.5
+    MiB here) than it touches. The ceiling is on what the daemon uses, not on the page cache."""
+    binary = os.path.join(os.environ["MONOCRI_BIN"], "monocri")
+    fd = os.open(binary, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    d = Daemon(str(tmp_path)).start()
+    yield d
+    assert d.stop() == 0, d.log()
+
+
+def test_idle_rss_ceiling(daemon_from_a_cold_binary):
+    daemon = daemon_from_a_cold_binary
     rss = daemon.settle_rss(IDLE_CEILING_KIB)
     print(f"idle VmRSS {rss} KiB")
     assert rss < IDLE_CEILING_KIB, f"idle VmRSS {rss} KiB"
