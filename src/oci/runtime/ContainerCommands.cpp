@@ -28,9 +28,12 @@
 #include "oci/runtime/RuntimeLog.h"
 #include "oci/runtime/SeccompFilter.h"
 #include "oci/runtime/SyncChannel.h"
-#include "oci/runtime/UniqueFd.h"
+
+#include "state/UniqueFd.h"
 
 namespace monocri::runtime {
+
+using state::UniqueFd;
 
 namespace {
 

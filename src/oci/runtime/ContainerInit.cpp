@@ -21,9 +21,12 @@
 #include "oci/runtime/RuntimeError.h"
 #include "oci/runtime/RuntimeLog.h"
 #include "oci/runtime/SyncChannel.h"
-#include "oci/runtime/UniqueFd.h"
+
+#include "state/UniqueFd.h"
 
 namespace monocri::runtime {
+
+using state::UniqueFd;
 
 namespace {
 
@@ -181,7 +184,9 @@ void setHostname(const json& spec, bool ownUts) {
   std::string hostname = spec.value("hostname", "");
   std::string domainname = spec.value("domainname", "");
   if ((!hostname.empty() || !domainname.empty()) && !ownUts)
-    fail("hostname/domainname need a UTS namespace of the container (linux.namespaces has no \"uts\")");
+    fail(
+        "hostname/domainname need a UTS namespace of the container (linux.namespaces has no "
+        "\"uts\")");
   if (!hostname.empty() && sethostname(hostname.data(), hostname.size()) < 0)
     throwErrno(fmt::format("sethostname {:?}", hostname));
   if (!domainname.empty() && setdomainname(domainname.data(), domainname.size()) < 0)

@@ -14,9 +14,12 @@
 #include <vector>
 
 #include "oci/runtime/RuntimeError.h"
-#include "oci/runtime/UniqueFd.h"
+
+#include "state/UniqueFd.h"
 
 namespace monocri::runtime {
+
+using state::UniqueFd;
 
 namespace {
 

@@ -3,10 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <ctime>
-
 #include <nlohmann/json.hpp>
 
+#include "oci/runtime/ContainerState.h"
 #include "oci/runtime/RuntimeError.h"
 
 namespace monocri::runtime {
@@ -15,16 +14,6 @@ namespace {
 
 int logFd = STDERR_FILENO;
 LogFormat logFormat = LogFormat::kText;
-
-std::string timestamp() {
-  timespec now{};
-  clock_gettime(CLOCK_REALTIME, &now);
-  tm utc{};
-  gmtime_r(&now.tv_sec, &utc);
-  char seconds[32];
-  strftime(seconds, sizeof seconds, "%Y-%m-%dT%H:%M:%S", &utc);
-  return fmt::format("{}.{:09}Z", seconds, now.tv_nsec);
-}
 
 }  // namespace
 
@@ -43,11 +32,11 @@ int RuntimeLog::fd() {
 void RuntimeLog::write(std::string_view level, std::string_view message) {
   std::string line;
   if (logFormat == LogFormat::kJson) {
-    nlohmann::json record{{"level", level}, {"msg", message}, {"time", timestamp()}};
+    nlohmann::json record{{"level", level}, {"msg", message}, {"time", nowRfc3339()}};
     line = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   } else {
     line = fmt::format(
-        "time=\"{}\" level={} msg={}", timestamp(), level,
+        "time=\"{}\" level={} msg={}", nowRfc3339(), level,
         nlohmann::json(message).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   }
   line += '\n';
