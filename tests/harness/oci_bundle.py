@@ -248,11 +248,12 @@ class Container:
         self.waited = set()
         self.exec_pids = []
 
-    def create(self, check=True, console_socket=None, timeout=30):
-        """`create`; returns its exit code. With check, a failure raises with the log."""
+    def create(self, check=True, console_socket=None, timeout=30, flags=()):
+        """`create [flags]`; returns its exit code. With check, a failure raises with the log."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         extra = ["--console-socket", console_socket] if console_socket else []
+        extra += list(flags)
         try:
             process = subprocess.Popen(
                 self.runtime.command("create", "--bundle", self.bundle.path, "--pid-file",

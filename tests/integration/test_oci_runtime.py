@@ -1000,3 +1000,22 @@ def test_time_namespace_offsets(lab):
     with open("/proc/uptime") as f:
         host = float(f.read().split()[0])
     assert 86400 * 365 - 1 <= int(out) - host <= 86400 * 365 + 60, (out, host)
+
+
+def test_no_pivot_moves_the_rootfs_instead(lab):
+    """`create --no-pivot` (for a rootfs pivot_root cannot take, such as one on the initramfs):
+    the rootfs is moved onto / and chrooted into; the container sees the same files as with
+    pivot_root, and its root is still the rootfs."""
+    def scenario(runtime):
+        bundle, container = lab.bundle(runtime, ["sh", "-c", "ls /"])
+        bundle.write()
+        container.create(flags=["--no-pivot"])
+        container.start()
+        code = container.wait()
+        out, err = container.output()
+        container.delete()
+        return code, out.split(), err
+
+    code, listing, err = lab.observe(scenario)
+    assert code == 0, err
+    assert {"bin", "etc", "proc", "dev", "sys"} <= set(listing), listing

@@ -501,16 +501,22 @@ unsigned long rootPropagation(const json& spec) {
   fail("linux.rootfsPropagation {:?} is not a propagation mode", name);
 }
 
-void pivotRoot(const std::string& rootfs) {
+// False when pivot_root cannot work here (EINVAL: the current root is not a mount, as on the
+// initramfs), with nothing changed.
+bool pivotRoot(const std::string& rootfs) {
   if (chdir(rootfs.c_str()) < 0) throwErrno(fmt::format("chdir to the rootfs {}", rootfs));
   // pivot_root(".", "."): the old root ends up stacked under the new one, then goes, with no
   // directory in the image needed for it.
-  if (syscall(SYS_pivot_root, ".", ".") < 0) throwErrno(fmt::format("pivot_root to {}", rootfs));
+  if (syscall(SYS_pivot_root, ".", ".") < 0) {
+    if (errno == EINVAL) return false;
+    throwErrno(fmt::format("pivot_root to {}", rootfs));
+  }
   // The old root's unmount must not propagate to the host.
   if (mount("", ".", "", MS_SLAVE | MS_REC, nullptr) < 0)
     throwErrno("making the old root a slave mount");
   if (umount2(".", MNT_DETACH) < 0) throwErrno("unmounting the old root");
   if (chdir("/") < 0) throwErrno("chdir to the new root");
+  return true;
 }
 
 void moveRoot(const std::string& rootfs) {
@@ -556,8 +562,9 @@ void prepareRootfs(const json& spec, const RootfsOptions& options,
   beforePivot();
   if (options.noPivot) {
     moveRoot(options.rootfs);
-  } else {
-    pivotRoot(options.rootfs);
+  } else if (!pivotRoot(options.rootfs)) {
+    // EINVAL: a rootfs pivot_root cannot take (the initramfs); MS_MOVE as --no-pivot does.
+    moveRoot(options.rootfs);
   }
   if (propagation && mount("", "/", "", propagation, nullptr) < 0)
     throwErrno("setting linux.rootfsPropagation on the new root");
