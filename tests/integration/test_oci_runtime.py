@@ -1019,3 +1019,55 @@ def test_no_pivot_moves_the_rootfs_instead(lab):
     code, listing, err = lab.observe(scenario)
     assert code == 0, err
     assert {"bin", "etc", "proc", "dev", "sys"} <= set(listing), listing
+
+
+def test_pause_resume_update_ps_list(lab, tmp_path):
+    """The verbs around a running container: `pause` freezes it (state "paused", the freezer
+    says FROZEN, a ticking loop stops), `resume` thaws it; `update --resources` changes the
+    memory and pids limits in its cgroup; `ps --format json` lists the init; `list --format
+    json` and `list -q` show the container."""
+    def scenario(runtime):
+        container = sleeping_container(
+            lab, runtime, "echo ready; while :; do echo t; sleep 0.02; done")
+        try:
+            seen = {}
+            freezer = next(d for d in cgroup_dirs(container) if hierarchy_of(d) == "freezer")
+            runtime.call("pause", container.id)
+            seen["paused"] = container.state()["status"]
+            with open(os.path.join(freezer, "freezer.state")) as f:
+                seen["freezer"] = f.read().strip()
+            time.sleep(0.1)  # what was on its way is in
+            before = len(container.stdout.data)
+            time.sleep(0.2)
+            seen["ticked while paused"] = len(container.stdout.data) != before
+            runtime.call("resume", container.id)
+            seen["resumed"] = container.state()["status"]
+            time.sleep(0.2)
+            seen["ticks after resume"] = len(container.stdout.data) != before
+            resources = tmp_path / f"resources-{runtime.name}.json"
+            resources.write_text(json.dumps({"memory": {"limit": 48 * 1024 * 1024},
+                                             "pids": {"limit": 77}}))
+            runtime.call("update", "--resources", str(resources), container.id)
+            for directory in cgroup_dirs(container):
+                name = hierarchy_of(directory)
+                if name == "memory":
+                    with open(os.path.join(directory, "memory.limit_in_bytes")) as f:
+                        seen["memory"] = int(f.read())
+                if name == "pids":
+                    with open(os.path.join(directory, "pids.max")) as f:
+                        seen["pids"] = f.read().strip()
+            seen["ps"] = container.pid in json.loads(
+                runtime.call("ps", "--format", "json", container.id).stdout)
+            listed = json.loads(runtime.call("list", "--format", "json").stdout)
+            seen["list"] = [(c["id"] == container.id, c["status"], c["pid"] == container.pid)
+                            for c in listed]
+            seen["list -q"] = runtime.call("list", "-q").stdout.split() == [container.id]
+            return seen
+        finally:
+            container.kill("KILL")
+            container.wait()
+
+    assert lab.observe(scenario) == {
+        "paused": "paused", "freezer": "FROZEN", "ticked while paused": False,
+        "resumed": "running", "ticks after resume": True, "memory": 48 * 1024 * 1024,
+        "pids": "77", "ps": True, "list": [(True, "running", True)], "list -q": True}
