@@ -321,6 +321,17 @@ pid_t createInternal(const GlobalOptions& global, const CreateOptions& options) 
   if (linux.contains("seccomp") && !linux["seccomp"].is_null())
     seccomp.emplace(SeccompFilter::compile(linux["seccomp"]));
   NamespacePlan namespaces = planNamespaces(linux);
+  if (!(namespaces.newFlags & CLONE_NEWNS)) {
+    for (const char* key : {"maskedPaths", "readonlyPaths"})
+      if (linux.contains(key) && !linux[key].empty())
+        fail("linux.{} needs a mount namespace of the container's own (linux.namespaces)", key);
+    if (spec.contains("mounts") && !spec["mounts"].empty())
+      fail("mounts need a mount namespace of the container's own (linux.namespaces)");
+    if (hasHooks(spec, {"prestart", "createRuntime", "createContainer"}))
+      fail(
+          "prestart, createRuntime and createContainer hooks need a mount namespace of the "
+          "container's own (linux.namespaces)");
+  }
 
   CreateTransaction transaction;
   mkdirs(global.root, 0700);
@@ -333,8 +344,8 @@ pid_t createInternal(const GlobalOptions& global, const CreateOptions& options) 
   std::string fifo = stateDir + "/" + kExecFifo;
   if (mkfifo(fifo.c_str(), 0622) < 0) throwErrno(fmt::format("creating {}", fifo));
   if (chmod(fifo.c_str(), 0622) < 0) throwErrno(fmt::format("chmod {}", fifo));
-  UniqueFd stateDirFd(open(stateDir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!stateDirFd) throwErrno(fmt::format("opening {}", stateDir));
+  UniqueFd execFifoFd(open(fifo.c_str(), O_PATH | O_CLOEXEC));
+  if (!execFifoFd) throwErrno(fmt::format("opening {}", fifo));
 
   ContainerCgroup cgroup =
       ContainerCgroup::forSpec(linux.value("cgroupsPath", std::string()), options.id);
@@ -379,7 +390,7 @@ pid_t createInternal(const GlobalOptions& global, const CreateOptions& options) 
   init.newCgroupNamespace = namespaces.newFlags & CLONE_NEWCGROUP;
   init.hooksRoundTrip = hasHooks(spec, {"prestart", "createRuntime", "createContainer"});
   init.syncFd = childEnd.get();
-  init.stateDirFd = stateDirFd.get();
+  init.execFifoFd = execFifoFd.get();
   init.joins = namespaces.childJoins;
   init.launch.process = &process;
   init.launch.security = &security;
@@ -441,6 +452,13 @@ pid_t createInternal(const GlobalOptions& global, const CreateOptions& options) 
   return pid;
 }
 
+bool hasPrivatePidNamespace(const json& spec) {
+  if (!spec.contains("linux") || !spec["linux"].contains("namespaces")) return false;
+  for (const auto& entry : spec["linux"]["namespaces"])
+    if (entry.value("type", "") == "pid" && entry.value("path", "").empty()) return true;
+  return false;
+}
+
 std::vector<pid_t> containerPids(const ContainerState& state) {
   if (state.cgroup.is_null()) return {state.pid};
   return ContainerCgroup::fromJson(state.cgroup).pids();
@@ -477,9 +495,11 @@ void destroy(ContainerState& state) {
       usleep(10'000);
     }
   }
-  runStateHooks(state, "poststop", "stopped", true);
+  // runc's order: a delete that fails to remove the cgroup is retried whole, and the poststop
+  // hooks must not have run twice by then.
   if (cgroup) cgroup->remove();
   removeStateDir(state.dir);
+  runStateHooks(state, "poststop", "stopped", true);
 }
 
 const char* const kSignalNames[] = {
@@ -492,7 +512,7 @@ const char* const kSignalNames[] = {
 
 int parseSignal(const std::string& text) {
   if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos) {
-    int number = std::atoi(text.c_str());
+    int number = text.size() > 2 ? 0 : std::atoi(text.c_str());
     if (number < 1 || number > 64) fail("invalid signal {:?}", text);
     return number;
   }
@@ -503,7 +523,7 @@ int parseSignal(const std::string& text) {
   for (int number = 1; number < static_cast<int>(std::size(kSignalNames)); ++number)
     if (name == kSignalNames[number]) return number;
   if (name.rfind("RTMIN", 0) == 0 || name.rfind("RTMAX", 0) == 0) {
-    int offset = name.size() > 5 ? std::atoi(name.c_str() + 5) : 0;
+    int offset = name.size() > 5 && name.size() < 9 ? std::atoi(name.c_str() + 5) : 0;
     int number = name.rfind("RTMIN", 0) == 0 ? SIGRTMIN + offset : SIGRTMAX + offset;
     if (number >= SIGRTMIN && number <= SIGRTMAX) return number;
   }
@@ -581,6 +601,9 @@ void killContainer(const GlobalOptions& global, const std::string& id, const std
   ContainerState state = ContainerState::load(global.root, id);
   std::string status = state.status();
   if (status == "stopped" && !all) fail("container not running");
+  // Without a pid namespace of its own the container's other processes would outlive a KILL of
+  // its init: runc kills them all, so do we.
+  if (number == SIGKILL && !hasPrivatePidNamespace(state.spec)) all = true;
   if (!all) {
     UniqueFd pidfd(pidfdOpen(state.pid));
     if (!pidfd || syscall(SYS_pidfd_send_signal, pidfd.get(), number, nullptr, 0) < 0)
@@ -600,10 +623,13 @@ void deleteContainer(const GlobalOptions& global, const std::string& id, bool fo
   try {
     loaded = ContainerState::load(global.root, id);
   } catch (const RuntimeError&) {
-    // A create killed half way may leave a directory without state: it goes too.
+    // A create killed half way may leave a directory without state.json: it goes too. A
+    // damaged state.json stays (its init and cgroup may be alive): the error says so.
     struct stat st {};
     std::string dir = global.root + "/" + id;
-    if (isValidContainerId(id) && stat(dir.c_str(), &st) == 0) removeStateDir(dir);
+    bool stateMissing = stat((dir + "/" + kStateFile).c_str(), &st) < 0 && errno == ENOENT;
+    if (!isValidContainerId(id) || !stateMissing) throw;
+    if (stat(dir.c_str(), &st) == 0) removeStateDir(dir);
     if (force) return;
     throw;
   }
@@ -643,10 +669,19 @@ int execInContainer(const GlobalOptions& global, const ExecOptions& options) {
     for (const auto& variable : options.env)
       process["env"].push_back(variable);
     if (!options.user.empty()) {
+      // uid[:gid]; without a gid the spec's stays, as runc keeps it.
+      auto number = [&](const std::string& text) {
+        char* end = nullptr;
+        errno = 0;
+        unsigned long value = std::strtoul(text.c_str(), &end, 10);
+        if (text.empty() || *end != '\0' || errno != 0 || value > 0xFFFFFFFEul)
+          fail("--user {:?}: expected uid[:gid] as numbers", options.user);
+        return static_cast<uint32_t>(value);
+      };
       size_t colon = options.user.find(':');
-      process["user"]["uid"] = std::stoul(options.user.substr(0, colon));
-      process["user"]["gid"] =
-          colon == std::string::npos ? 0 : std::stoul(options.user.substr(colon + 1));
+      process["user"]["uid"] = number(options.user.substr(0, colon));
+      if (colon != std::string::npos)
+        process["user"]["gid"] = number(options.user.substr(colon + 1));
     }
   }
   bool terminal = process.value("terminal", false);

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -76,9 +77,14 @@ void setUpConsole(const ProcessLaunch& launch) {
     if (ioctl(peer.get(), TIOCSWINSZ, &size) < 0) throwErrno("setting the console size");
   }
   if (launch.bindConsole) {
-    int console = open("/dev/console", O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (console >= 0) close(console);
-    if (mount(name, "/dev/console", "", MS_BIND, nullptr) < 0)
+    // By fds on both sides: no symlink in the container's /dev can redirect the bind.
+    int created = open("/dev/console", O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (created >= 0) close(created);
+    UniqueFd console(open("/dev/console", O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!console) throwErrno("opening /dev/console");
+    std::string source = fmt::format("/proc/self/fd/{}", peer.get());
+    std::string target = fmt::format("/proc/self/fd/{}", console.get());
+    if (mount(source.c_str(), target.c_str(), "", MS_BIND, nullptr) < 0)
       throwErrno(fmt::format("binding {} on /dev/console", name));
   }
   sendFd(launch.consoleSocketFd, master.get(), name);
@@ -125,6 +131,18 @@ std::string findExecutable(const std::string& name, const std::vector<std::strin
   fail("exec: {:?}: executable file not found in $PATH", name);
 }
 
+// The process's stdio becomes its user's, as runc does, so that a non-root process can reopen
+// /dev/stdout (nginx-style images). /dev/null and what we may not change stay as they are.
+void giveStdioTo(uid_t uid, gid_t gid) {
+  for (int fd = 0; fd <= 2; ++fd) {
+    struct stat st {};
+    if (fstat(fd, &st) < 0 || st.st_uid == uid) continue;
+    if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3)) continue;
+    if (fchown(fd, uid, gid) < 0 && errno != EPERM && errno != EROFS && errno != EINVAL)
+      throwErrno(fmt::format("chown of fd {} to the process's user", fd));
+  }
+}
+
 struct PreparedExec {
   std::string path;
   std::vector<std::string> args, env;
@@ -155,6 +173,7 @@ PreparedExec prepareProcess(const ProcessLaunch& launch) {
 
   // Without no_new_privs the filter must go in while CAP_SYS_ADMIN is still held.
   if (launch.seccomp && !launch.security->noNewPrivileges()) launch.seccomp->load();
+  giveStdioTo(launch.security->uid(), launch.security->gid());
   launch.security->applyRlimits();
   launch.security->applyBoundingSet();
   launch.security->switchUser();
@@ -193,16 +212,18 @@ void setHostname(const json& spec, bool ownUts) {
     throwErrno(fmt::format("setdomainname {:?}", domainname));
 }
 
-// Blocks until `start` opens exec.fifo, then tells it so.
-void waitForStart(int stateDirFd) {
+// Blocks until `start` opens exec.fifo, then tells it so. The fifo is held as an O_PATH fd, not
+// through its host directory, which a process of the container must never reach.
+void waitForStart(int execFifoFd) {
   UniqueFd fifo;
+  std::string path = fmt::format("/proc/self/fd/{}", execFifoFd);
   for (;;) {
-    fifo.reset(openat(stateDirFd, kExecFifo, O_WRONLY | O_CLOEXEC));
+    fifo.reset(open(path.c_str(), O_WRONLY | O_CLOEXEC));
     if (fifo || errno != EINTR) break;
   }
-  if (!fifo) throwErrno("opening exec.fifo");
+  if (!fifo) throwErrno("opening exec.fifo through /proc/self/fd");
   if (write(fifo.get(), "0", 1) != 1) throwErrno("writing exec.fifo");
-  close(stateDirFd);
+  close(execFifoFd);
   // Open until execve closes it: `start` returns once the process runs (after the
   // startContainer hooks), so poststart hooks come after it, as the spec orders them.
   (void)fifo.release();
@@ -229,6 +250,9 @@ void writeIdMappings(pid_t pid, const json& linux) {
 }
 
 void runContainerInit(const InitConfig& config) {
+  // Not dumpable until execve: a process of the container (an exec, a pod sharing the pid
+  // namespace) must not reach our fds or memory through /proc/<pid>, whatever its uid and caps.
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   try {
     const json& spec = *config.spec;
     // The runtime writes our maps and moves us into the cgroup first.
@@ -239,8 +263,6 @@ void runContainerInit(const InitConfig& config) {
         throwErrno("becoming root in the new user namespace");
     }
     joinNamespaces(config.joins);
-    if (config.newCgroupNamespace && unshare(CLONE_NEWCGROUP) < 0)
-      throwErrno("unshare of the cgroup namespace");
     setHostname(spec, config.ownUtsNamespace);
     umask(0);
     if (config.newMountNamespace) {
@@ -261,11 +283,14 @@ void runContainerInit(const InitConfig& config) {
       if (chroot(config.rootfs.c_str()) < 0) throwErrno(fmt::format("chroot {}", config.rootfs));
       applySysctls(spec);
     }
+    // After the mounts: the cgroup mounts are made from the host's view of our cgroups.
+    if (config.newCgroupNamespace && unshare(CLONE_NEWCGROUP) < 0)
+      throwErrno("unshare of the cgroup namespace");
     umask(022);
     PreparedExec prepared = prepareProcess(config.launch);
     sendSync(config.syncFd, SyncType::kReady);
     close(config.syncFd);
-    waitForStart(config.stateDirFd);
+    waitForStart(config.execFifoFd);
     if (spec.contains("hooks")) {
       json state{{"ociVersion", spec.value("ociVersion", "1.0.2")},
                  {"id", config.id},
@@ -287,6 +312,7 @@ void runContainerInit(const InitConfig& config) {
 }
 
 void runExecProcess(const ExecConfig& config) {
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);  // as the init's
   try {
     SyncMessage message;
     if (!receiveSync(config.syncFd, message) || message.type != SyncType::kGo) _exit(1);

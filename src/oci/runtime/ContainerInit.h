@@ -39,11 +39,11 @@ struct InitConfig {
   bool noPivot = false;
   bool newMountNamespace = false;
   bool newUserNamespace = false;
-  bool ownUtsNamespace = false;  // new or joined: not the host's, so the hostname may be set
+  bool ownUtsNamespace = false;     // new or joined: not the host's, so the hostname may be set
   bool newCgroupNamespace = false;  // unshared after the parent moved us into the cgroup
   bool hooksRoundTrip = false;      // prestart/createRuntime/createContainer hooks exist
   int syncFd = -1;
-  int stateDirFd = -1;  // holds exec.fifo, reached by fd after the pivot
+  int execFifoFd = -1;  // O_PATH of exec.fifo, reopened through /proc/self/fd after the pivot
   std::vector<NamespaceJoin> joins;
   ProcessLaunch launch;
 };

@@ -31,6 +31,8 @@ class ProcessSecurity {
   void applyCapabilities() const;
   void applyNoNewPrivileges() const;
   bool noNewPrivileges() const { return noNewPrivileges_; }
+  uid_t uid() const { return uid_; }
+  gid_t gid() const { return gid_; }
 
  private:
   struct Rlimit {

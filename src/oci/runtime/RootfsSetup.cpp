@@ -1,9 +1,11 @@
 #include "oci/runtime/RootfsSetup.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -492,6 +494,32 @@ void setUpDev(int rootFd, const json& spec, bool newUserNamespace) {
   }
 }
 
+// The mount point holding `path` (longest prefix in mountinfo) made private if it is shared.
+void makeParentMountPrivate(const std::string& path) {
+  FILE* f = fopen("/proc/self/mountinfo", "re");
+  if (!f) throwErrno("opening /proc/self/mountinfo");
+  char* line = nullptr;
+  size_t size = 0;
+  std::string best;
+  bool bestShared = false;
+  while (getline(&line, &size, f) > 0) {
+    char mountpoint[4096];
+    if (sscanf(line, "%*s %*s %*s %*s %4095s", mountpoint) != 1) continue;
+    std::string point = mountpoint;
+    bool under = point == "/" || path == point ||
+                 (path.compare(0, point.size(), point) == 0 && path[point.size()] == '/');
+    if (!under || point.size() < best.size()) continue;
+    const char* dash = strstr(line, " - ");
+    std::string optional(line, dash ? static_cast<size_t>(dash - line) : strlen(line));
+    best = point;
+    bestShared = optional.find(" shared:") != std::string::npos;
+  }
+  free(line);
+  fclose(f);
+  if (bestShared && mount("", best.c_str(), "", MS_PRIVATE, nullptr) < 0)
+    throwErrno(fmt::format("making {}, the rootfs's parent mount, private", best));
+}
+
 unsigned long rootPropagation(const json& spec) {
   const json& linux = spec.contains("linux") ? spec["linux"] : json::object();
   std::string name = linux.value("rootfsPropagation", "");
@@ -501,15 +529,17 @@ unsigned long rootPropagation(const json& spec) {
   fail("linux.rootfsPropagation {:?} is not a propagation mode", name);
 }
 
-// False when pivot_root cannot work here (EINVAL: the current root is not a mount, as on the
-// initramfs), with nothing changed.
+// False when pivot_root cannot work here (the current root is the initramfs, which cannot be
+// unmounted), with nothing changed.
 bool pivotRoot(const std::string& rootfs) {
   if (chdir(rootfs.c_str()) < 0) throwErrno(fmt::format("chdir to the rootfs {}", rootfs));
   // pivot_root(".", "."): the old root ends up stacked under the new one, then goes, with no
   // directory in the image needed for it.
   if (syscall(SYS_pivot_root, ".", ".") < 0) {
-    if (errno == EINVAL) return false;
-    throwErrno(fmt::format("pivot_root to {}", rootfs));
+    int error = errno;
+    struct statfs root {};
+    if (error == EINVAL && statfs("/", &root) == 0 && root.f_type == RAMFS_MAGIC) return false;
+    throwErrno(fmt::format("pivot_root to {}", rootfs), error);
   }
   // The old root's unmount must not propagate to the host.
   if (mount("", ".", "", MS_SLAVE | MS_REC, nullptr) < 0)
@@ -546,6 +576,9 @@ void prepareRootfs(const json& spec, const RootfsOptions& options,
   unsigned long propagation = rootPropagation(spec);
   if (mount("", "/", "", propagation ? propagation : MS_SLAVE | MS_REC, nullptr) < 0)
     throwErrno("setting the propagation of /");
+  // pivot_root refuses a shared parent, and a shared parent would carry every mount below to
+  // the host: the rootfs's parent mount becomes private (runc's rule) when "/" was made shared.
+  makeParentMountPrivate(options.rootfs);
   // A mount point of its own, so that pivot_root can take it.
   if (mount(options.rootfs.c_str(), options.rootfs.c_str(), "bind", MS_BIND | MS_REC, nullptr) < 0)
     throwErrno(fmt::format("binding the rootfs {} on itself", options.rootfs));
@@ -563,7 +596,7 @@ void prepareRootfs(const json& spec, const RootfsOptions& options,
   if (options.noPivot) {
     moveRoot(options.rootfs);
   } else if (!pivotRoot(options.rootfs)) {
-    // EINVAL: a rootfs pivot_root cannot take (the initramfs); MS_MOVE as --no-pivot does.
+    // The initramfs, which pivot_root cannot leave: MS_MOVE as --no-pivot does.
     moveRoot(options.rootfs);
   }
   if (propagation && mount("", "/", "", propagation, nullptr) < 0)
@@ -582,8 +615,13 @@ void applySysctls(const json& spec) {
     std::string path = "/proc/sys/" + key;
     for (size_t i = 10; i < path.size(); ++i)
       if (path[i] == '.') path[i] = '/';
-    int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    int fd = open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) throwErrno(fmt::format("linux.sysctl.{}: opening {}", key, path));
+    struct statfs fs {};
+    if (fstatfs(fd, &fs) < 0 || fs.f_type != PROC_SUPER_MAGIC) {
+      close(fd);
+      fail("linux.sysctl.{}: {} is not on procfs", key, path);
+    }
     const std::string& text = value.get_ref<const std::string&>();
     ssize_t written = write(fd, text.data(), text.size());
     int error = errno;
@@ -604,14 +642,31 @@ void finishRootfs(const json& spec) {
     remountBind(path, MS_RDONLY | MS_REC | lockedFlags(path.c_str()),
                 fmt::format("linux.readonlyPaths {} read-only", path));
   }
+  // By fds: the container's /dev/null checked to be the device, each target opened without
+  // following a symlink, so nothing in the image can turn a mask into a bind of something else.
+  UniqueFd devNull;
   for (const auto& path : stringList(linux, "maskedPaths", "linux")) {
-    struct stat st {};
-    if (lstat(path.c_str(), &st) < 0) {
+    UniqueFd target(open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!target) {
       if (errno == ENOENT) continue;
       throwErrno(fmt::format("linux.maskedPaths: {}", path));
     }
-    int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", path.c_str(), "tmpfs", MS_RDONLY, nullptr)
-                                 : mount("/dev/null", path.c_str(), "", MS_BIND, nullptr);
+    struct stat st {};
+    if (fstat(target.get(), &st) < 0) throwErrno(fmt::format("linux.maskedPaths: {}", path));
+    std::string targetPath = fdPath(target.get());
+    int rc;
+    if (S_ISDIR(st.st_mode)) {
+      rc = mount("tmpfs", targetPath.c_str(), "tmpfs", MS_RDONLY, nullptr);
+    } else {
+      if (!devNull) {
+        devNull.reset(open("/dev/null", O_PATH | O_NOFOLLOW | O_CLOEXEC));
+        struct stat null {};
+        if (!devNull || fstat(devNull.get(), &null) < 0 || !S_ISCHR(null.st_mode) ||
+            null.st_rdev != makedev(1, 3))
+          fail("linux.maskedPaths: the container's /dev/null is not the null device");
+      }
+      rc = mount(fdPath(devNull.get()).c_str(), targetPath.c_str(), "", MS_BIND, nullptr);
+    }
     if (rc < 0) throwErrno(fmt::format("linux.maskedPaths: masking {}", path));
   }
   const json& root = spec.contains("root") ? spec["root"] : json::object();

@@ -33,7 +33,12 @@ void ensureSealedSelf(char** argv) {
 
   struct stat st {};
   if (fstat(self.fd, &st) < 0) throwErrno("stat /proc/self/exe");
-  Fd copy{memfd_create("monocri-runtime", MFD_CLOEXEC | MFD_ALLOW_SEALING)};
+  // MFD_EXEC (Linux 6.3) keeps the copy executable where vm.memfd_noexec would make memfds
+  // noexec by default; older kernels refuse the flag and make them executable anyway.
+  constexpr unsigned kMfdExec = 0x10;
+  Fd copy{memfd_create("monocri-runtime", MFD_CLOEXEC | MFD_ALLOW_SEALING | kMfdExec)};
+  if (copy.fd < 0 && errno == EINVAL)
+    copy.fd = memfd_create("monocri-runtime", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (copy.fd < 0) throwErrno("memfd_create for the runtime's sealed copy");
   off_t offset = 0;
   while (offset < st.st_size) {

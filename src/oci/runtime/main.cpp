@@ -73,6 +73,22 @@ int64_t integerFlag(const ParsedCommandLine& line, const char* name) {
   return value;
 }
 
+// --preserve-fds: how many fds from 3 on go to the container.
+int preservedFds(const ParsedCommandLine& line) {
+  int64_t count = integerFlag(line, "preserve-fds");
+  if (count < 0 || count > 65536) fail("--preserve-fds {}: must be between 0 and 65536", count);
+  return static_cast<int>(count);
+}
+
+// A path given relative to the caller's directory, made absolute before create moves into the
+// bundle (runc resolves --root, --pid-file and --console-socket the same way).
+std::string absolute(const std::string& path) {
+  if (path.empty() || path[0] == '/' || path == "-") return path;
+  char cwd[4096];
+  if (!getcwd(cwd, sizeof cwd)) throwErrno("getcwd");
+  return std::string(cwd) + "/" + path;
+}
+
 // The one positional a command takes (the container id), and nothing else.
 std::string onlyId(const ParsedCommandLine& line, const std::string& command, size_t most = 1) {
   if (line.positionals.empty()) fail("{}: a container id is required", command);
@@ -84,12 +100,11 @@ CreateOptions createOptions(const ParsedCommandLine& line, const std::string& co
   CreateOptions options;
   options.id = onlyId(line, command);
   options.bundle = line.value("bundle", ".");
-  options.pidFile = line.value("pid-file");
-  options.consoleSocket = line.value("console-socket");
+  options.pidFile = absolute(line.value("pid-file"));
+  options.consoleSocket = absolute(line.value("console-socket"));
   options.noPivot = line.has("no-pivot");
   options.noNewKeyring = line.has("no-new-keyring");
-  if (line.has("preserve-fds"))
-    options.preserveFds = static_cast<int>(integerFlag(line, "preserve-fds"));
+  if (line.has("preserve-fds")) options.preserveFds = preservedFds(line);
   return options;
 }
 
@@ -112,7 +127,7 @@ int dispatch(const std::vector<std::string>& args, char** argv) {
   if (global.has("systemd-cgroup"))
     fail("--systemd-cgroup: monocri-runtime manages cgroups with the cgroupfs driver only");
   GlobalOptions options;
-  options.root = global.value("root", options.root);
+  options.root = absolute(global.value("root", options.root));
 
   const std::string command = args[next];
   const size_t from = next + 1;
@@ -141,8 +156,7 @@ int dispatch(const std::vector<std::string>& args, char** argv) {
     exec.cwd = line.value("cwd");
     exec.env = line.all("env");
     exec.user = line.value("user");
-    if (line.has("preserve-fds"))
-      exec.preserveFds = static_cast<int>(integerFlag(line, "preserve-fds"));
+    if (line.has("preserve-fds")) exec.preserveFds = preservedFds(line);
     ensureSealedSelf(argv);
     return execInContainer(options, exec);
   }
