@@ -659,9 +659,12 @@ def test_exit_code(lab):
     assert (code, out, err) == (3, "out\n", "err\n")
 
 
-def sleeping_container(lab, runtime, script):
-    """A started container running `script`, which prints "ready" when set."""
+def sleeping_container(lab, runtime, script, edit=None):
+    """A started container running `script`, which prints "ready" when set; `edit(spec,
+    bundle)` changes its spec first."""
     bundle, container = lab.bundle(runtime, ["sh", "-c", script])
+    if edit:
+        edit(bundle.spec, bundle)
     bundle.write()
     container.create()
     container.start()
@@ -1142,3 +1145,64 @@ def test_a_non_root_process_reopens_its_stdout(lab):
     assert lab.observe(lambda runtime: run_script(
         lab, runtime, "echo through-dev-stdout > /dev/stdout", edit)) == \
         (0, "through-dev-stdout\n", "")
+
+
+def test_joined_user_namespace_with_new_namespaces(lab):
+    """A user namespace joined by path (a pod's, as kubelet's user-namespaced pods have) with
+    new pid, mount, uts, ipc and network namespaces made inside it: the container is in the
+    joined user namespace, pid 1 of a new pid namespace, and root there."""
+    def with_user_namespace(spec, bundle):
+        spec["linux"]["namespaces"].append({"type": "user"})
+        spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+        spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+
+    def scenario(runtime):
+        holder = sleeping_container(lab, runtime, "echo ready; exec sleep 60",
+                                    with_user_namespace)
+        try:
+            user_ns = f"/proc/{holder.pid}/ns/user"
+
+            def edit(spec, bundle):
+                spec["linux"]["namespaces"].append({"type": "user", "path": user_ns})
+                # runc wants the joined namespace's mappings restated; they are its own.
+                spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+                spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+
+            code, out, err = run_script(
+                lab, runtime, "readlink /proc/self/ns/user; echo $$; id -u", edit)
+            assert code == 0, err
+            lines = out.split()
+            return lines[0] == os.readlink(user_ns), lines[1:]
+        finally:
+            holder.kill("KILL")
+            holder.wait()
+
+    assert lab.observe(scenario) == (True, ["1", "0"])
+
+
+def test_new_user_namespace_with_a_joined_network_namespace(lab, tmp_path):
+    """A new user namespace (mapped) together with a network namespace joined by path that the
+    host's user namespace owns (a CNI-made netns): the network namespace is joined before the
+    user namespace is made, as runc does, so the join is allowed; the container is in both."""
+    netns = str(tmp_path / "netns")
+    open(netns, "w").close()
+    subprocess.run(["unshare", f"--net={netns}", "true"], check=True)
+    try:
+        def edit(spec, bundle):
+            spec["linux"]["namespaces"] = [
+                {"type": "pid"}, {"type": "ipc"}, {"type": "mount"}, {"type": "uts"},
+                {"type": "user"}, {"type": "network", "path": netns}]
+            spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+            spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+            # sysfs needs a network namespace the container's user namespace owns.
+            spec["mounts"] = [m for m in spec["mounts"] if m["type"] != "sysfs"]
+
+        def scenario(runtime):
+            code, out, err = run_script(
+                lab, runtime, "readlink /proc/self/ns/net; cat /proc/self/uid_map; echo $$", edit)
+            assert code == 0, err
+            return out.split()
+
+        assert lab.observe(scenario) == [f"net:[{os.stat(netns).st_ino}]", "0", "0", "65536", "1"]
+    finally:
+        subprocess.run(["umount", netns], check=True)

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -190,10 +191,6 @@ NamespacePlan planNamespaces(const json& linux) {
       joins.push_back({raw, kind->flag, type});
     }
   }
-  if (plan.userJoin && plan.newFlags)
-    fail(
-        "linux.namespaces: joining a user namespace by path together with new namespaces is "
-        "not supported by monocri-runtime");
   if (plan.userJoin) plan.childJoins.push_back({*plan.userJoin, CLONE_NEWUSER, "user"});
   // The mount namespace last: joining it changes the root the others' paths were opened from.
   for (auto& join : joins)
@@ -270,7 +267,7 @@ std::string exitDescription(int status) {
 struct CreateTransaction {
   std::string stateDir;
   std::optional<ContainerCgroup> cgroup;
-  pid_t child = 0;
+  pid_t child = 0;  // < 0: -pid of an init that is not our child
   bool committed = false;
 
   ~CreateTransaction() {
@@ -280,6 +277,9 @@ struct CreateTransaction {
       int status;
       while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
       }
+    } else if (child < 0) {  // an init that is not our child (a staged create's)
+      kill(-child, SIGKILL);
+      waitForExit(-child, 5'000);
     }
     if (cgroup) {
       try {
@@ -386,6 +386,7 @@ pid_t createInternal(const GlobalOptions& global, const CreateOptions& options) 
   init.noPivot = options.noPivot;
   init.newMountNamespace = namespaces.newFlags & CLONE_NEWNS;
   init.newUserNamespace = namespaces.newFlags & CLONE_NEWUSER;
+  init.inUserNamespace = init.newUserNamespace || namespaces.userJoin;
   init.ownUtsNamespace = namespaces.hasUts;
   init.newCgroupNamespace = namespaces.newFlags & CLONE_NEWCGROUP;
   init.hooksRoundTrip = hasHooks(spec, {"prestart", "createRuntime", "createContainer"});
@@ -399,18 +400,50 @@ pid_t createInternal(const GlobalOptions& global, const CreateOptions& options) 
   init.launch.bindConsole = true;
   init.launch.preserveFds = options.preserveFds;
 
-  int cloneFlags = namespaces.newFlags & ~(CLONE_NEWCGROUP | CLONE_NEWTIME);
+  // One clone makes every new namespace at once, unless a user namespace meets namespaces
+  // joined by path: then a staged child joins and unshares in the order that works.
+  bool staged = namespaces.userJoin || (init.newUserNamespace && !namespaces.childJoins.empty());
+  std::vector<NamespaceJoin> stagedJoins;
+  if (staged) {
+    stagedJoins = std::move(init.joins);  // the user namespace first when it is joined
+    init.joins.clear();
+  }
+  int cloneFlags = staged ? 0 : namespaces.newFlags & ~(CLONE_NEWCGROUP | CLONE_NEWTIME);
   pid_t pid = cloneProcess(cloneFlags);
   if (pid < 0) throwErrno("clone of the container's init");
   if (pid == 0) {
     parentEnd.reset();
+    if (staged) runStagedInit(init, stagedJoins, namespaces.newFlags);
     runContainerInit(init);
   }
   transaction.child = pid;
   childEnd.reset();
   consoleSocket.reset();
 
-  if (init.newUserNamespace) writeIdMappings(pid, linux);
+  if (staged) {
+    pid_t stage = pid;
+    for (;;) {
+      SyncMessage message;
+      if (!receiveSync(parentEnd.get(), message))
+        fail("the container's init exited while joining its namespaces");
+      if (message.type == SyncType::kError) fail("{}", message.payload);
+      if (message.type == SyncType::kIdMaps) {
+        writeIdMappings(stage, linux);
+        sendSync(parentEnd.get(), SyncType::kIdMapsDone);
+        continue;
+      }
+      if (message.type != SyncType::kInitPid) fail("an unexpected message while joining");
+      pid = static_cast<pid_t>(std::strtol(message.payload.c_str(), nullptr, 10));
+      break;
+    }
+    if (pid != stage) {  // the stage forked the init into its new pid namespace and left
+      int status;
+      waitpid(stage, &status, 0);
+      transaction.child = -pid;  // not our child: killed, not waited for
+    }
+  } else if (init.newUserNamespace) {
+    writeIdMappings(pid, linux);
+  }
   cgroup.join(pid);
   setOomScoreAdj(pid, process);
   sendSync(parentEnd.get(), SyncType::kGo);
@@ -427,6 +460,7 @@ pid_t createInternal(const GlobalOptions& global, const CreateOptions& options) 
   for (;;) {
     SyncMessage message;
     if (!receiveSync(parentEnd.get(), message)) {
+      if (transaction.child < 0) fail("the container's init exited before it was ready");
       int status = 0;
       waitpid(pid, &status, 0);
       transaction.child = 0;
@@ -570,7 +604,8 @@ void startContainer(const GlobalOptions& global, const std::string& id) {
 }
 
 int runContainer(const GlobalOptions& global, const CreateOptions& options, bool detach) {
-  // Our child: a container whose init re-parented elsewhere could not be waited for.
+  // Our child, or re-parented to us (a staged create's init): waited for below.
+  prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   pid_t pid = createInternal(global, options);
   startContainer(global, options.id);
   if (detach) return 0;

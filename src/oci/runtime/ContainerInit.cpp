@@ -266,7 +266,7 @@ void runContainerInit(const InitConfig& config) {
     setHostname(spec, config.ownUtsNamespace);
     umask(0);
     if (config.newMountNamespace) {
-      RootfsOptions options{config.rootfs, config.noPivot, config.newUserNamespace};
+      RootfsOptions options{config.rootfs, config.noPivot, config.inUserNamespace};
       prepareRootfs(spec, options, [&] {
         if (!config.hooksRoundTrip) return;
         sendSync(config.syncFd, SyncType::kMounted);
@@ -309,6 +309,39 @@ void runContainerInit(const InitConfig& config) {
     }
     _exit(1);
   }
+}
+
+void runStagedInit(const InitConfig& config, const std::vector<NamespaceJoin>& joins,
+                   int unshareFlags) {
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  try {
+    joinNamespaces(joins);
+    int flags = unshareFlags & ~(CLONE_NEWPID | CLONE_NEWCGROUP | CLONE_NEWTIME);
+    if (flags && unshare(flags) < 0) throwErrno("unshare of the container's namespaces");
+    if (unshareFlags & CLONE_NEWUSER) {
+      sendSync(config.syncFd, SyncType::kIdMaps);
+      SyncMessage reply;
+      if (!receiveSync(config.syncFd, reply) || reply.type != SyncType::kIdMapsDone) _exit(1);
+    }
+    if (unshareFlags & CLONE_NEWPID) {
+      if (unshare(CLONE_NEWPID) < 0) throwErrno("unshare of the pid namespace");
+      pid_t init = fork();
+      if (init < 0) throwErrno("fork of the container's init");
+      if (init > 0) {
+        sendSync(config.syncFd, SyncType::kInitPid, std::to_string(init));
+        _exit(0);
+      }
+    } else {
+      sendSync(config.syncFd, SyncType::kInitPid, std::to_string(getpid()));
+    }
+  } catch (const std::exception& e) {
+    try {
+      sendSync(config.syncFd, SyncType::kError, e.what());
+    } catch (const std::exception&) {
+    }
+    _exit(1);
+  }
+  runContainerInit(config);
 }
 
 void runExecProcess(const ExecConfig& config) {

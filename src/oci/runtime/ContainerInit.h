@@ -39,6 +39,7 @@ struct InitConfig {
   bool noPivot = false;
   bool newMountNamespace = false;
   bool newUserNamespace = false;
+  bool inUserNamespace = false;     // new or joined: devices are bound from the host, not made
   bool ownUtsNamespace = false;     // new or joined: not the host's, so the hostname may be set
   bool newCgroupNamespace = false;  // unshared after the parent moved us into the cgroup
   bool hooksRoundTrip = false;      // prestart/createRuntime/createContainer hooks exist
@@ -50,6 +51,15 @@ struct InitConfig {
 
 // The child of `create`. Never returns.
 [[noreturn]] void runContainerInit(const InitConfig& config);
+
+// The child of `create` when the namespaces cannot all come from one clone: a user namespace
+// joined by path (the others must be made inside it), or a new one with namespaces joined by
+// path (those are joined first, from the runtime's own user namespace, as runc does). It joins
+// (`joins`, in order), unshares `unshareFlags`, has the parent map a new user namespace, and
+// for a new pid namespace forks the init; the parent is told the init's pid (kInitPid), then
+// this goes on as runContainerInit(config). Never returns.
+[[noreturn]] void runStagedInit(const InitConfig& config, const std::vector<NamespaceJoin>& joins,
+                                int unshareFlags);
 
 struct ExecConfig {
   std::vector<NamespaceJoin> joins;  // user first; mount last

@@ -61,7 +61,7 @@ bool receiveSync(int fd, SyncMessage& message) {
   uint32_t header[2];
   if (!readAll(fd, header, sizeof header, true)) return false;
   if (header[0] < static_cast<uint32_t>(SyncType::kGo) ||
-      header[0] > static_cast<uint32_t>(SyncType::kError) || header[1] > kMaxPayload)
+      header[0] > static_cast<uint32_t>(SyncType::kInitPid) || header[1] > kMaxPayload)
     fail("a broken message from the container process (type {}, {} bytes)", header[0], header[1]);
   message.type = static_cast<SyncType>(header[0]);
   message.payload.resize(header[1]);

@@ -10,11 +10,14 @@
 namespace monocri::runtime {
 
 enum class SyncType : uint32_t {
-  kGo = 1,     // parent: id maps written, cgroup joined
-  kMounted,    // child: mounts done, waiting for the prestart/createRuntime hooks
-  kHooksDone,  // parent: hooks ran; payload the state JSON for createContainer hooks
-  kReady,      // child: set up, about to wait for `start`
-  kError,      // child: payload the error message
+  kGo = 1,      // parent: id maps written, cgroup joined
+  kMounted,     // child: mounts done, waiting for the prestart/createRuntime hooks
+  kHooksDone,   // parent: hooks ran; payload the state JSON for createContainer hooks
+  kReady,       // child: set up, about to wait for `start`
+  kError,       // child: payload the error message
+  kIdMaps,      // staged child: in its new user namespace, waiting for the parent to map it
+  kIdMapsDone,  // parent: uid_map/gid_map written
+  kInitPid,     // staged child: payload the init's pid (itself, or its child in a new pid ns)
 };
 
 struct SyncMessage {
