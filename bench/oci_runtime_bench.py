@@ -42,7 +42,10 @@ sys.path.insert(0, os.path.join(ROOT, "tests/harness"))
 sys.path.insert(0, os.path.join(ROOT, "tools/testimage"))
 
 from cgroups import own_cgroup_dirs, remove_cgroups  # noqa: E402
-from oci_bundle import default_spec, extract_busybox_rootfs, set_child_subreaper  # noqa: E402
+from oci_bundle import (default_spec, extract_busybox_rootfs, read_log_entries,  # noqa: E402
+                        set_child_subreaper)
+sys.path.insert(0, HERE)
+from pod_start_bench import percentile  # noqa: E402
 
 BINARIES = {
     "runc": "/usr/sbin/runc",
@@ -59,13 +62,6 @@ TARGET_RSS_KIB = 2048
 CGROUP_PARENT = f"ocibench-{os.getpid()}"
 
 
-def percentile(values, fraction):
-    """The value at `fraction` of the sorted values, interpolated between neighbours."""
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * fraction
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 class LifecycleFailed(RuntimeError):
@@ -195,18 +191,7 @@ class Runtime:
         return elapsed, maxrss
 
     def log_entries(self):
-        entries = []
-        try:
-            with open(self.log, errors="replace") as f:
-                for line in f:
-                    if line.strip():
-                        try:
-                            entries.append(json.loads(line))
-                        except ValueError:
-                            entries.append({"level": "?", "msg": line.rstrip("\n")})
-        except FileNotFoundError:
-            pass
-        return entries
+        return read_log_entries(self.log)
 
     def log_tail(self, count=3):
         return " | ".join(str(e.get("msg", e)) for e in self.log_entries()[-count:])

@@ -38,6 +38,23 @@ PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 EXTRA_APPLETS = ["readlink", "tty", "stty", "pwd", "realpath", "uname", "cut", "tr", "sort"]
 
 
+def read_log_entries(path):
+    """A runtime's --log file (`--log-format json`) as its JSON objects; a line that is not JSON
+    is kept as {"raw": line}; a missing file is no entries."""
+    entries = []
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                if line.strip():
+                    try:
+                        entries.append(json.loads(line))
+                    except ValueError:
+                        entries.append({"raw": line.rstrip("\n")})
+    except FileNotFoundError:
+        pass
+    return entries
+
+
 def set_child_subreaper(on):
     """prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants (a container's init once `create`
     has exited, a `exec --detach` process) are re-parented to this process, which can then
@@ -162,19 +179,8 @@ class Runtime:
 
     def log_entries(self):
         """The --log file's JSON lines (non-JSON lines kept as {"raw": line})."""
-        entries = []
-        try:
-            with open(self.log, errors="replace") as f:
-                for line in f:
-                    if line.strip():
-                        try:
-                            entries.append(json.loads(line))
-                        except ValueError:
-                            entries.append({"raw": line.rstrip("\n")})
-        except FileNotFoundError:
-            pass
-        return entries
-
+        return read_log_entries(self.log)
+    
     def log_tail(self, count=8):
         return "\n".join(json.dumps(e) for e in self.log_entries()[-count:])
 
