@@ -1106,6 +1106,23 @@ ContainerCgroup ContainerCgroup::forSpec(const std::string& cgroupsPath, const s
   return cgroup;
 }
 
+std::vector<std::pair<std::string, std::string>> ContainerCgroup::v1Directories() const {
+  std::vector<std::pair<std::string, std::string>> result;
+  // Hierarchy ids ascending, as runc mounts them (directories_ follows /proc/self/cgroup, which
+  // lists them from the highest id down).
+  for (auto it = directories_.rbegin(); it != directories_.rend(); ++it) {
+    const Directory& d = *it;
+    if (d.unified || d.controllers.empty()) continue;
+    std::string name;
+    for (const auto& controller : d.controllers) {
+      if (!name.empty()) name += ',';
+      name += controller.rfind("name=", 0) == 0 ? controller.substr(5) : controller;
+    }
+    result.emplace_back(std::move(name), d.path);
+  }
+  return result;
+}
+
 Json ContainerCgroup::toJson() const {
   Json directories = Json::array();
   for (const auto& d : directories_) {

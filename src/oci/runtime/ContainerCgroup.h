@@ -33,6 +33,9 @@ class ContainerCgroup {
   // Freezer: v1 freezer.state or v2 cgroup.freeze; waits until the state is reached.
   void setFrozen(bool frozen);
   bool frozen() const;
+  // The container's directory in each v1 hierarchy, with the name the hierarchy has under a
+  // container's /sys/fs/cgroup ("memory", "cpu,cpuacct", "systemd"); empty on a pure v2 host.
+  std::vector<std::pair<std::string, std::string>> v1Directories() const;
   // Every process in the cgroup (and its descendants).
   std::vector<pid_t> pids() const;
   // rmdir everywhere, deepest first, retrying briefly while the last processes leave. Throws

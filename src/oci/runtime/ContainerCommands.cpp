@@ -24,6 +24,7 @@
 #include "oci/runtime/ContainerInit.h"
 #include "oci/runtime/ContainerState.h"
 #include "oci/runtime/Hooks.h"
+#include "oci/runtime/ProcessExit.h"
 #include "oci/runtime/ProcessSecurity.h"
 #include "oci/runtime/RuntimeError.h"
 #include "oci/runtime/RuntimeLog.h"
@@ -42,22 +43,8 @@ using nlohmann::json;
 
 // ---- small file helpers ----
 
-std::string readFile(const std::string& path) {
-  UniqueFd fd(path == "-" ? dup(STDIN_FILENO) : open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) throwErrno(fmt::format("opening {}", path));
-  std::string content;
-  char buffer[16384];
-  for (;;) {
-    ssize_t n = read(fd.get(), buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throwErrno(fmt::format("reading {}", path));
-    if (n == 0) return content;
-    content.append(buffer, static_cast<size_t>(n));
-  }
-}
-
 json parseJsonFile(const std::string& path) {
-  std::string text = readFile(path);
+  std::string text = readWholeFile(path);
   try {
     return json::parse(text);
   } catch (const json::exception& e) {
@@ -107,22 +94,6 @@ std::string absolutePath(const std::string& path) {
   char resolved[PATH_MAX];
   if (!realpath(path.c_str(), resolved)) throwErrno(fmt::format("resolving {}", path));
   return resolved;
-}
-
-int pidfdOpen(pid_t pid) {
-  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-}
-
-// Waits for a process that is not our child to exit (its pidfd turns readable).
-bool waitForExit(pid_t pid, int timeoutMs) {
-  UniqueFd pidfd(pidfdOpen(pid));
-  if (!pidfd) return errno == ESRCH;
-  pollfd entry{pidfd.get(), POLLIN, 0};
-  for (;;) {
-    int ready = poll(&entry, 1, timeoutMs);
-    if (ready < 0 && errno == EINTR) continue;
-    return ready > 0;
-  }
 }
 
 // ---- namespaces ----
@@ -257,12 +228,6 @@ bool hasHooks(const json& spec, std::initializer_list<const char*> stages) {
   return false;
 }
 
-std::string exitDescription(int status) {
-  if (WIFEXITED(status)) return fmt::format("exit status {}", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return fmt::format("killed by signal {}", WTERMSIG(status));
-  return fmt::format("status {}", status);
-}
-
 // A container being created: undone unless committed.
 struct CreateTransaction {
   std::string stateDir;
@@ -393,6 +358,7 @@ pid_t createInternal(const GlobalOptions& global, const CreateOptions& options) 
   init.syncFd = childEnd.get();
   init.execFifoFd = execFifoFd.get();
   init.joins = namespaces.childJoins;
+  init.cgroupDirectories = cgroup.v1Directories();
   init.launch.process = &process;
   init.launch.security = &security;
   init.launch.seccomp = seccomp ? &*seccomp : nullptr;
@@ -464,7 +430,7 @@ pid_t createInternal(const GlobalOptions& global, const CreateOptions& options) 
       int status = 0;
       waitpid(pid, &status, 0);
       transaction.child = 0;
-      fail("the container's init exited before it was ready ({})", exitDescription(status));
+      fail("the container's init exited before it was ready ({})", describeWaitStatus(status));
     }
     if (message.type == SyncType::kError) fail("{}", message.payload);
     if (message.type == SyncType::kMounted) {
@@ -856,7 +822,7 @@ void printProcesses(const GlobalOptions& global, const std::string& id, const st
     for (pid_t pid : pids) {
       std::string comm;
       try {
-        comm = readFile(fmt::format("/proc/{}/comm", pid));
+        comm = readWholeFile(fmt::format("/proc/{}/comm", pid));
       } catch (const RuntimeError&) {
         continue;
       }

@@ -266,7 +266,8 @@ void runContainerInit(const InitConfig& config) {
     setHostname(spec, config.ownUtsNamespace);
     umask(0);
     if (config.newMountNamespace) {
-      RootfsOptions options{config.rootfs, config.noPivot, config.inUserNamespace};
+      RootfsOptions options{config.rootfs, config.noPivot, config.inUserNamespace,
+                            config.cgroupDirectories};
       prepareRootfs(spec, options, [&] {
         if (!config.hooksRoundTrip) return;
         sendSync(config.syncFd, SyncType::kMounted);
@@ -283,7 +284,7 @@ void runContainerInit(const InitConfig& config) {
       if (chroot(config.rootfs.c_str()) < 0) throwErrno(fmt::format("chroot {}", config.rootfs));
       applySysctls(spec);
     }
-    // After the mounts: the cgroup mounts are made from the host's view of our cgroups.
+    // Last, as runc: the container's processes see their own cgroup as "/".
     if (config.newCgroupNamespace && unshare(CLONE_NEWCGROUP) < 0)
       throwErrno("unshare of the cgroup namespace");
     umask(022);

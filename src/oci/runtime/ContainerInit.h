@@ -46,6 +46,8 @@ struct InitConfig {
   int syncFd = -1;
   int execFifoFd = -1;  // O_PATH of exec.fifo, reopened through /proc/self/fd after the pivot
   std::vector<NamespaceJoin> joins;
+  // ContainerCgroup::v1Directories of the container's cgroup, for its "cgroup" mounts.
+  std::vector<std::pair<std::string, std::string>> cgroupDirectories;
   ProcessLaunch launch;
 };
 

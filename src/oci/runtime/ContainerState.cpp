@@ -9,14 +9,13 @@
 
 #include "oci/runtime/ContainerCgroup.h"
 #include "oci/runtime/RuntimeError.h"
+#include "state/UniqueFd.h"
 
 namespace monocri::runtime {
 
-namespace {
-
-std::string readSmallFile(const std::string& path, bool* missing) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+std::string readWholeFile(const std::string& path, bool* missing) {
+  state::UniqueFd fd(path == "-" ? dup(STDIN_FILENO) : open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
     if (missing && errno == ENOENT) {
       *missing = true;
       return {};
@@ -26,21 +25,13 @@ std::string readSmallFile(const std::string& path, bool* missing) {
   std::string content;
   char buffer[16384];
   for (;;) {
-    ssize_t n = read(fd, buffer, sizeof buffer);
+    ssize_t n = read(fd.get(), buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int error = errno;
-      close(fd);
-      throwErrno(fmt::format("reading {}", path), error);
-    }
-    if (n == 0) break;
+    if (n < 0) throwErrno(fmt::format("reading {}", path));
+    if (n == 0) return content;
     content.append(buffer, static_cast<size_t>(n));
   }
-  close(fd);
-  return content;
 }
-
-}  // namespace
 
 uint64_t processStartTime(pid_t pid, bool* zombie) {
   char path[64];
@@ -142,7 +133,7 @@ ContainerState ContainerState::load(const std::string& root, const std::string& 
   state.id = id;
   state.dir = root + "/" + id;
   bool missing = false;
-  std::string text = readSmallFile(state.dir + "/" + kStateFile, &missing);
+  std::string text = readWholeFile(state.dir + "/" + kStateFile, &missing);
   if (missing) fail("container {} does not exist", id);
   try {
     auto saved = nlohmann::json::parse(text);

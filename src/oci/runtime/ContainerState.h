@@ -40,6 +40,9 @@ struct ContainerState {
 // Field 22 of /proc/<pid>/stat; 0 if the process is gone. `zombie` tells an exited, unreaped one.
 uint64_t processStartTime(pid_t pid, bool* zombie = nullptr);
 std::string nowRfc3339();
+// The runtime's reader of whole files (state.json, config.json, process.json, /proc files);
+// "-" is stdin. With `missing`, an absent file sets it and reads as "" instead of throwing.
+std::string readWholeFile(const std::string& path, bool* missing = nullptr);
 // runc's rule: letters, digits, "_+-.", not "." or "..", at most 1024 bytes.
 bool isValidContainerId(const std::string& id);
 

@@ -15,6 +15,7 @@
 #include <optional>
 #include <vector>
 
+#include "oci/runtime/ProcessExit.h"
 #include "oci/runtime/RuntimeError.h"
 
 namespace monocri::runtime {
@@ -222,11 +223,6 @@ std::vector<char*> pointers(std::vector<std::string>& strings) {
   _exit(127);
 }
 
-// glibc 2.36's <sys/pidfd.h> lacks extern "C": the system calls are made directly.
-int pidfdOpen(pid_t pid) {
-  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-}
-
 void pidfdKill(int pidfd) {
   syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
 }
@@ -250,16 +246,6 @@ bool drainOutput(int fd, std::string& output) {
     if (n < 0 && errno == EAGAIN) return true;
     return false;  // end of file, or an error: either way nothing more to read
   }
-}
-
-std::string describeStatus(int status) {
-  if (WIFEXITED(status)) return fmt::format("exit status {}", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    const char* name = sigabbrev_np(WTERMSIG(status));
-    if (name != nullptr) return fmt::format("killed by signal SIG{}", name);
-    return fmt::format("killed by signal {}", WTERMSIG(status));
-  }
-  return fmt::format("wait status {:#x}", status);
 }
 
 void runHook(Hook& hook, const std::string& stage, const std::string& stateJson) {
@@ -365,8 +351,8 @@ void runHook(Hook& hook, const std::string& stage, const std::string& stateJson)
   int status = child.wait();
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
   std::string text = cleanText(output);
-  if (text.empty()) fail("{} hook {} failed: {}", stage, hook.path, describeStatus(status));
-  fail("{} hook {} failed: {}: {}", stage, hook.path, describeStatus(status), text);
+  if (text.empty()) fail("{} hook {} failed: {}", stage, hook.path, describeWaitStatus(status));
+  fail("{} hook {} failed: {}: {}", stage, hook.path, describeWaitStatus(status), text);
 }
 
 }  // namespace

@@ -227,73 +227,9 @@ void remountBind(const std::string& target, unsigned long flags, const std::stri
 
 // ---- cgroup mounts ----
 
-struct CgroupHierarchyMount {
-  std::string name;     // the directory under the mount: "memory", "cpu,cpuacct", "systemd"
-  std::string hostDir;  // this process's cgroup directory in that hierarchy
-};
-
-// This process's own cgroup directory in each v1 hierarchy (the init has joined the container's
-// cgroup already). Empty on a pure v2 host.
-std::vector<CgroupHierarchyMount> ownV1Cgroups() {
-  std::vector<std::tuple<std::string, std::string>> own;  // controllers, path
-  if (FILE* f = fopen("/proc/self/cgroup", "re")) {
-    char* line = nullptr;
-    size_t size = 0;
-    while (getline(&line, &size, f) > 0) {
-      std::string text(line);
-      if (!text.empty() && text.back() == '\n') text.pop_back();
-      size_t first = text.find(':'), second = text.find(':', first + 1);
-      if (first == std::string::npos || second == std::string::npos) continue;
-      std::string controllers = text.substr(first + 1, second - first - 1);
-      if (!controllers.empty()) own.emplace_back(controllers, text.substr(second + 1));
-    }
-    free(line);
-    fclose(f);
-  }
-  std::vector<CgroupHierarchyMount> result;
-  if (own.empty()) return result;
-  FILE* f = fopen("/proc/self/mountinfo", "re");
-  if (!f) throwErrno("opening /proc/self/mountinfo");
-  char* line = nullptr;
-  size_t size = 0;
-  while (getline(&line, &size, f) > 0) {
-    std::string text(line);
-    size_t dash = text.find(" - ");
-    if (dash == std::string::npos) continue;
-    char root[4096], mountpoint[4096], fstype[64], source[256], options[1024];
-    if (sscanf(text.c_str(), "%*s %*s %*s %4095s %4095s", root, mountpoint) != 2) continue;
-    if (sscanf(text.c_str() + dash + 3, "%63s %255s %1023s", fstype, source, options) != 3)
-      continue;
-    if (strcmp(fstype, "cgroup") != 0) continue;
-    std::string superOptions = std::string(",") + options + ",";
-    for (const auto& [controllers, path] : own) {
-      bool all = true;
-      size_t start = 0;
-      while (start <= controllers.size()) {
-        size_t comma = controllers.find(',', start);
-        if (comma == std::string::npos) comma = controllers.size();
-        std::string controller = controllers.substr(start, comma - start);
-        if (superOptions.find("," + controller + ",") == std::string::npos) all = false;
-        start = comma + 1;
-      }
-      if (!all) continue;
-      std::string relative = path;
-      std::string rootText = root;
-      if (rootText != "/" && relative.compare(0, rootText.size(), rootText) == 0)
-        relative = relative.substr(rootText.size());
-      std::string name = controllers.rfind("name=", 0) == 0 ? controllers.substr(5) : controllers;
-      result.push_back({name, std::string(mountpoint) + relative});
-      break;
-    }
-  }
-  free(line);
-  fclose(f);
-  return result;
-}
-
 void mountCgroups(int rootFd, const std::string& destination, const MountOptions& options,
-                  const std::string& where) {
-  auto hierarchies = ownV1Cgroups();
+                  const std::string& where,
+                  const std::vector<std::pair<std::string, std::string>>& hierarchies) {
   UniqueFd target = createTargetInRoot(rootFd, destination, true);
   if (hierarchies.empty()) {  // a pure v2 host
     if (mount("cgroup2", fdPath(target.get()).c_str(), "cgroup2", options.flags, nullptr) < 0)
@@ -304,25 +240,24 @@ void mountCgroups(int rootFd, const std::string& destination, const MountOptions
   if (mount("tmpfs", fdPath(target.get()).c_str(), "tmpfs",
             (options.flags & ~MS_RDONLY) | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") < 0)
     throwErrno(fmt::format("{}: mounting the tmpfs for cgroups on {}", where, destination));
-  for (const auto& hierarchy : hierarchies) {
-    std::string sub = destination + "/" + hierarchy.name;
+  for (const auto& [name, hostDir] : hierarchies) {
+    std::string sub = destination + "/" + name;
     UniqueFd subFd = createTargetInRoot(rootFd, sub, true);
-    if (mount(hierarchy.hostDir.c_str(), fdPath(subFd.get()).c_str(), "", MS_BIND | MS_REC,
-              nullptr) < 0)
-      throwErrno(fmt::format("{}: binding {} on {}", where, hierarchy.hostDir, sub));
+    if (mount(hostDir.c_str(), fdPath(subFd.get()).c_str(), "", MS_BIND | MS_REC, nullptr) < 0)
+      throwErrno(fmt::format("{}: binding {} on {}", where, hostDir, sub));
     UniqueFd mounted = openInRoot(rootFd, sub, O_PATH);
     if (!mounted) throwErrno(fmt::format("{}: reopening {}", where, sub));
     remountBind(fdPath(mounted.get()),
                 MS_NOSUID | MS_NODEV | MS_NOEXEC | (options.flags & MS_RDONLY), sub);
     // "cpu,cpuacct" is also reachable as "cpu" and "cpuacct".
-    if (hierarchy.name.find(',') != std::string::npos) {
+    if (name.find(',') != std::string::npos) {
       UniqueFd parent = openInRoot(rootFd, destination, O_DIRECTORY | O_RDONLY);
       size_t start = 0;
-      while (start <= hierarchy.name.size()) {
-        size_t comma = hierarchy.name.find(',', start);
-        if (comma == std::string::npos) comma = hierarchy.name.size();
-        std::string alias = hierarchy.name.substr(start, comma - start);
-        if (symlinkat(hierarchy.name.c_str(), parent.get(), alias.c_str()) < 0 && errno != EEXIST)
+      while (start <= name.size()) {
+        size_t comma = name.find(',', start);
+        if (comma == std::string::npos) comma = name.size();
+        std::string alias = name.substr(start, comma - start);
+        if (symlinkat(name.c_str(), parent.get(), alias.c_str()) < 0 && errno != EEXIST)
           throwErrno(fmt::format("{}: linking {}/{}", where, destination, alias));
         start = comma + 1;
       }
@@ -333,7 +268,7 @@ void mountCgroups(int rootFd, const std::string& destination, const MountOptions
 
 // ---- one mount of the spec ----
 
-void mountOne(int rootFd, const json& entry, size_t index) {
+void mountOne(int rootFd, const json& entry, size_t index, const RootfsOptions& rootfs) {
   std::string where = fmt::format("mounts[{}]", index);
   if (!entry.is_object()) fail("{}: not an object", where);
   std::string destination = entry.value("destination", "");
@@ -346,7 +281,8 @@ void mountOne(int rootFd, const json& entry, size_t index) {
   bool bind = options.flags & MS_BIND;
   if (type == "bind") bind = true;
 
-  if (type == "cgroup") return mountCgroups(rootFd, destination, options, where);
+  if (type == "cgroup")
+    return mountCgroups(rootFd, destination, options, where, rootfs.cgroupDirectories);
 
   // proc and sysfs over a symlink would let an image aim them at anything: refused, as runc.
   uint64_t resolve = (type == "proc" || type == "sysfs") ? RESOLVE_NO_SYMLINKS : 0;
@@ -589,7 +525,7 @@ void prepareRootfs(const json& spec, const RootfsOptions& options,
     if (!spec["mounts"].is_array()) fail("mounts: not an array");
     size_t index = 0;
     for (const auto& entry : spec["mounts"])
-      mountOne(rootFd.get(), entry, index++);
+      mountOne(rootFd.get(), entry, index++, options);
   }
   setUpDev(rootFd.get(), spec, options.newUserNamespace);
   beforePivot();

@@ -7,6 +7,8 @@
 
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -16,6 +18,9 @@ struct RootfsOptions {
   std::string rootfs;  // absolute host path of root.path
   bool noPivot = false;
   bool newUserNamespace = false;  // devices are bind-mounted from the host, not mknod'ed
+  // A "cgroup" mount on a v1 host binds these (name under the mount, the container's host
+  // directory: ContainerCgroup::v1Directories); none means a v2 host, where cgroup2 is mounted.
+  std::vector<std::pair<std::string, std::string>> cgroupDirectories;
 };
 
 // Mounts, devices and /dev symlinks; `beforePivot` runs last before the pivot (the
