@@ -1197,24 +1197,21 @@ void ContainerCgroup::join(pid_t pid) {
     writeFile(joinPath(d.path, "cgroup.procs"), value);
 }
 
-// The v1 freezer directory, else the unified one (then *unified is set), else an error.
-static const std::string& freezerDirectory(const std::vector<std::string>& v1Freezer,
-                                           const std::string* unified) {
-  if (!v1Freezer.empty()) return v1Freezer.front();
-  if (unified != nullptr) return *unified;
+// The directory whose freezer the container uses: v1's freezer hierarchy, else the unified one.
+std::pair<std::string, bool> ContainerCgroup::freezerDirectory() const {
+  const std::string* unified = nullptr;
+  for (const auto& d : directories_) {
+    if (std::find(d.controllers.begin(), d.controllers.end(), "freezer") != d.controllers.end())
+      return {d.path, true};
+    if (d.unified && unified == nullptr) unified = &d.path;
+  }
+  if (unified != nullptr) return {*unified, false};
   fail("freezing needs the cgroup freezer controller: no freezer hierarchy is mounted");
 }
 
 void ContainerCgroup::setFrozen(bool frozen) {
-  std::vector<std::string> v1Freezer;
-  const std::string* unified = nullptr;
-  for (const auto& d : directories_) {
-    if (std::find(d.controllers.begin(), d.controllers.end(), "freezer") != d.controllers.end())
-      v1Freezer.push_back(d.path);
-    if (d.unified && unified == nullptr) unified = &d.path;
-  }
-  const std::string& dir = freezerDirectory(v1Freezer, unified);
-  if (!v1Freezer.empty()) {
+  const auto [dir, v1] = freezerDirectory();
+  if (v1) {
     const std::string file = joinPath(dir, "freezer.state");
     if (!frozen) return writeFile(file, "THAWED");
     // runc's loop: a cgroup v1 freeze can stay FREEZING while processes keep appearing;
@@ -1250,15 +1247,8 @@ void ContainerCgroup::setFrozen(bool frozen) {
 }
 
 bool ContainerCgroup::frozen() const {
-  std::vector<std::string> v1Freezer;
-  const std::string* unified = nullptr;
-  for (const auto& d : directories_) {
-    if (std::find(d.controllers.begin(), d.controllers.end(), "freezer") != d.controllers.end())
-      v1Freezer.push_back(d.path);
-    if (d.unified && unified == nullptr) unified = &d.path;
-  }
-  const std::string& dir = freezerDirectory(v1Freezer, unified);
-  if (!v1Freezer.empty()) return trimmed(readFile(joinPath(dir, "freezer.state"))) == "FROZEN";
+  const auto [dir, v1] = freezerDirectory();
+  if (v1) return trimmed(readFile(joinPath(dir, "freezer.state"))) == "FROZEN";
   const std::string events = readFile(joinPath(dir, "cgroup.events"));
   for (const auto line : splitLines(events))
     if (line == "frozen 1") return true;

@@ -48,6 +48,9 @@ class ContainerCgroup {
     std::vector<std::string> controllers;  // v1: the hierarchy's controllers; v2: empty
     bool unified = false;
   };
+  // The freezer's directory and whether it is v1's (else the unified hierarchy's).
+  std::pair<std::string, bool> freezerDirectory() const;
+
   std::vector<Directory> directories_;
 };
 
