@@ -74,14 +74,19 @@ def subreaper():
     assert remove_cgroups(CGROUP_PARENT) == []
 
 
+def make_runtime(name, tmp_path):
+    """`name` with a --root and --log of its own. monocri-runtime missing is a failure: this file
+    exists to check it."""
+    binary = BINARIES[name]
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"{name} not found at {binary} (build monocri-runtime)")
+    return Runtime(name, binary, str(tmp_path / name))
+
+
 @pytest.fixture(params=["runc", "monocri-runtime"])
 def runtime(request, tmp_path):
-    """The runtime under test, with a --root and --log of its own. monocri-runtime missing is a
-    failure: this file exists to check it."""
-    binary = BINARIES[request.param]
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"{request.param} not found at {binary} (build monocri-runtime)")
-    return Runtime(request.param, binary, str(tmp_path / request.param))
+    """The runtime under test."""
+    return make_runtime(request.param, tmp_path)
 
 
 class Lab:
@@ -147,6 +152,15 @@ class Lab:
 @pytest.fixture
 def lab(runtime, tmp_path, rootfs, subreaper):
     lab = Lab(runtime, tmp_path, rootfs)
+    yield lab
+    problems = lab.cleanup()
+    assert problems == [], problems
+
+
+@pytest.fixture
+def monocri_lab(tmp_path, rootfs, subreaper):
+    """A Lab for what monocri-runtime does and runc 1.1.5 does not (nothing to compare with)."""
+    lab = Lab(make_runtime("monocri-runtime", tmp_path), tmp_path, rootfs)
     yield lab
     problems = lab.cleanup()
     assert problems == [], problems
@@ -941,14 +955,12 @@ def test_no_runtime_fd_reaches_the_container(lab):
     assert (exec_code, exec_fds) == (0, ["0", "1", "2", "3"])
 
 
-def test_init_runs_from_a_sealed_copy_of_the_runtime(lab):
+def test_init_runs_from_a_sealed_copy_of_the_runtime(monocri_lab):
     """CVE-2019-5736: a process of the container that reaches the runtime's binary through
     /proc/<pid>/exe must not be able to write it. While a container is created, its init is
     the runtime's own code: /proc/<init>/exe is a sealed memfd copy, which opens read-only and
     refuses writes, never the binary on the host (runc 1.1 does the same with its memfd clone)."""
-    if lab.runtime.name == "runc":
-        pytest.skip("runc's init is /proc/self/exe cloned as its own memfd; tested for ours")
-    bundle, container = lab.bundle(lab.runtime, ["true"])
+    bundle, container = monocri_lab.bundle(monocri_lab.runtime, ["true"])
     bundle.write()
     container.create()
     try:
@@ -987,18 +999,16 @@ def test_user_and_cgroup_namespaces(lab):
     assert lab.observe(scenario) == ["0", "0", "65536", "0", "0", "65536", "0", "0"]
 
 
-def test_time_namespace_offsets(lab):
+def test_time_namespace_offsets(monocri_lab):
     """A new time namespace with linux.timeOffsets: the container's CLOCK_BOOTTIME (uptime) is
     a year ahead of the host's. runc 1.1 has no time namespaces ("namespace time does not
     exist"): tested for monocri-runtime only."""
-    if lab.runtime.name == "runc":
-        pytest.skip("runc 1.1.5 does not know the time namespace")
-
     def edit(spec, bundle):
         spec["linux"]["namespaces"].append({"type": "time"})
         spec["linux"]["timeOffsets"] = {"boottime": {"secs": 86400 * 365, "nanosecs": 0}}
 
-    code, out, err = run_script(lab, lab.runtime, "cut -d. -f1 /proc/uptime", edit)
+    code, out, err = run_script(monocri_lab, monocri_lab.runtime, "cut -d. -f1 /proc/uptime",
+                                edit)
     assert code == 0, err
     with open("/proc/uptime") as f:
         host = float(f.read().split()[0])
@@ -1076,15 +1086,13 @@ def test_pause_resume_update_ps_list(lab, tmp_path):
         "pids": "77", "ps": True, "list": [(True, "running", True)], "list -q": True}
 
 
-def test_a_created_init_is_out_of_reach_of_the_container(lab):
+def test_a_created_init_is_out_of_reach_of_the_container(monocri_lab):
     """Between create and start the init holds what the runtime gave it (exec.fifo, its log,
     the pipes): a process exec'd into the container, root with the default capabilities, must
     not follow /proc/1/fd/* to them nor through them to the host's directories (the init is not
     dumpable until it execs). runc 1.1.5 fails this (its created init's fds lead to the host's
     files), so it is asserted for monocri-runtime only."""
-    if lab.runtime.name == "runc":
-        pytest.skip("runc 1.1.5 leaves its created init's fds reachable")
-    bundle, container = lab.bundle(lab.runtime, ["true"])
+    bundle, container = monocri_lab.bundle(monocri_lab.runtime, ["true"])
     bundle.write()
     container.create()
     try:
