@@ -539,11 +539,14 @@ void startContainer(const GlobalOptions& global, const std::string& id) {
   std::string status = state.status();
   if (status == "stopped") fail("cannot start a container that has stopped");
   if (status != "created") fail("cannot start an already running container");
+  // The pidfd before the fifo: opening the fifo releases the init, and a command that exits at
+  // once may be gone (and reaped) before a pidfd_open after it.
+  UniqueFd pidfd(pidfdOpen(state.pid));
+  if (!pidfd) throwErrno(fmt::format("pidfd_open of the container's init {}", state.pid));
+  if (state.status() != "created") fail("cannot start a container that has stopped");
   std::string fifoPath = state.dir + "/" + kExecFifo;
   UniqueFd fifo(open(fifoPath.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
   if (!fifo) throwErrno(fmt::format("opening {}", fifoPath));
-  UniqueFd pidfd(pidfdOpen(state.pid));
-  if (!pidfd) throwErrno(fmt::format("pidfd_open of the container's init {}", state.pid));
   // The init writes one byte once it sees us, then execs (closing its end) or fails and exits.
   bool sawByte = false;
   for (;;) {
