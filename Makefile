@@ -29,7 +29,7 @@ DEB_PACKAGES := \
 	umoci zstd \
 	python3 python3-grpcio python3-protobuf python3-websocket python3-h2 python3-pytest python3-yaml \
 	python3-bcrypt python3-jwt python3-cryptography python3-zstandard \
-	iproute2 util-linux procps
+	iproute2 iptables util-linux procps
 
 .PHONY: all build deps run test test-only asan fuzz bench install format clean
 

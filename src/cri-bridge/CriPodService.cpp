@@ -78,8 +78,16 @@ CriPodService::CriPodService(grpc::GrpcServer& server, pods::PodManager& pods,
         *status->mutable_metadata() = pod->config.metadata();
         status->set_state(stateOf(*pod));
         status->set_created_at(pod->createdAtNs);
-        // No pod IP until CNI networking lands: the pod has loopback only.
-        status->mutable_network();
+        // The addresses of its CNI attachment, IPv4 first: kubelet takes the first as the pod
+        // IP. None for a host-network pod (kubelet uses the node's) or after StopPodSandbox.
+        auto* network = status->mutable_network();
+        for (size_t i = 0; i < pod->podIps.size(); ++i) {
+          if (i == 0) {
+            network->set_ip(pod->podIps[i]);
+          } else {
+            network->add_additional_ips()->set_ip(pod->podIps[i]);
+          }
+        }
         auto* options = status->mutable_linux()->mutable_namespaces()->mutable_options();
         options->set_network(pod->networkMode);
         options->set_pid(pod->pidMode);

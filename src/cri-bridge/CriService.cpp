@@ -130,7 +130,7 @@ nlohmann::json CriService::verboseInfo() const {
            {"callsStarted", stats.callsStarted},
            {"callsFailed", stats.callsFailed},
        }},
-      {"network", {{"podCIDR", network_.podCidr()}}},
+      {"network", network_.info()},
       {"ociRuntime", options_.runtimeCallStats ? options_.runtimeCallStats() : nlohmann::json()},
       {"containerLogWrites", options_.logWriteStats ? options_.logWriteStats() : nlohmann::json()},
   };

@@ -122,6 +122,14 @@ std::string validate(const Config& config) {
       return fmt::format("'{}' must be an absolute path, got '{}'", key, *value);
     }
   }
+  if (config.cniConfDir.empty() || config.cniConfDir.front() != '/') {
+    return fmt::format("'cni_conf_dir' must be an absolute path, got '{}'", config.cniConfDir);
+  }
+  for (const auto& dir : config.cniPluginDirs) {
+    if (dir.empty() || dir.front() != '/') {
+      return fmt::format("'cni_plugin_dirs' must hold absolute paths, got '{}'", dir);
+    }
+  }
   if (config.maxConcurrentDownloads > 64) {
     return "'max_concurrent_downloads' must be at most 64";
   }
@@ -209,6 +217,10 @@ std::string parseConfig(const std::string& text, const std::string& path, Config
       error = readString(value, name, path, out.streamTlsKey);
     } else if (name == "stream_tls_ca") {
       error = readString(value, name, path, out.streamTlsCa);
+    } else if (name == "cni_conf_dir") {
+      error = readString(value, name, path, out.cniConfDir);
+    } else if (name == "cni_plugin_dirs") {
+      error = readStrings(value, name, path, out.cniPluginDirs);
     } else {
       error = fmt::format("{}: unknown key '{}'", where(value, path), name);
     }
@@ -231,6 +243,8 @@ std::string applyOverrides(const ConfigOverrides& overrides, Config& config) {
   if (overrides.streamTlsCert) config.streamTlsCert = *overrides.streamTlsCert;
   if (overrides.streamTlsKey) config.streamTlsKey = *overrides.streamTlsKey;
   if (overrides.streamTlsCa) config.streamTlsCa = *overrides.streamTlsCa;
+  if (overrides.cniConfDir) config.cniConfDir = *overrides.cniConfDir;
+  if (overrides.cniPluginDirs) config.cniPluginDirs = *overrides.cniPluginDirs;
   if (overrides.pullProgressTimeoutMs) {
     config.pullProgressTimeoutMs = *overrides.pullProgressTimeoutMs;
   }
@@ -260,15 +274,19 @@ nlohmann::json configToJson(const Config& config) {
       {"streamTlsCert", config.streamTlsCert},
       {"streamTlsKey", config.streamTlsKey},
       {"streamTlsCa", config.streamTlsCa},
+      {"cniConfDir", config.cniConfDir},
+      {"cniPluginDirs", config.cniPluginDirs},
   };
 }
 
 std::string configToToml(const Config& config) {
   using monocri::config::tomlQuote;
-  std::string pinned;
-  for (const auto& image : config.pinnedImages) {
-    pinned += (pinned.empty() ? "" : ", ") + tomlQuote(image);
-  }
+  auto tomlList = [](const std::vector<std::string>& values) {
+    std::string list;
+    for (const auto& value : values)
+      list += (list.empty() ? "" : ", ") + tomlQuote(value);
+    return list;
+  };
   return fmt::format(
       "root = {}\nrun_root = {}\nlisten = {}\nlog_level = {}\nstall_threshold_ms = {}\n"
       "shutdown_grace_ms = {}\noci_runtime = {}\nregistries_conf = {}\npinned_images = [{}]\n"
@@ -276,15 +294,16 @@ std::string configToToml(const Config& config) {
       "container_log_max_line_bytes = {}\ncontainer_log_size_max = {}\n"
       "container_log_rate_bytes_per_second = {}\ncontainer_log_rate_burst_bytes = {}\n"
       "container_log_journal = {}\nstream_address = {}\nstream_tls_cert = {}\n"
-      "stream_tls_key = {}\nstream_tls_ca = {}\n",
+      "stream_tls_key = {}\nstream_tls_ca = {}\ncni_conf_dir = {}\ncni_plugin_dirs = [{}]\n",
       tomlQuote(config.root), tomlQuote(config.runRoot), tomlQuote(config.listenPath()),
       tomlQuote(config.logLevel), config.stallThresholdMs, config.shutdownGraceMs,
-      tomlQuote(config.ociRuntime), tomlQuote(config.registriesConf), pinned,
+      tomlQuote(config.ociRuntime), tomlQuote(config.registriesConf), tomlList(config.pinnedImages),
       config.maxConcurrentDownloads, config.pullProgressTimeoutMs, config.containerLogMaxLineBytes,
       config.containerLogSizeMax, config.containerLogRateBytesPerSecond,
       config.containerLogRateBurstBytes, config.containerLogJournal ? "true" : "false",
       tomlQuote(config.streamAddress), tomlQuote(config.streamTlsCert),
-      tomlQuote(config.streamTlsKey), tomlQuote(config.streamTlsCa));
+      tomlQuote(config.streamTlsKey), tomlQuote(config.streamTlsCa), tomlQuote(config.cniConfDir),
+      tomlList(config.cniPluginDirs));
 }
 
 }  // namespace monocri::daemon

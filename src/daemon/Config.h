@@ -42,6 +42,10 @@ struct Config {
   // and clients must present a certificate it signed. Rotated files are picked up by the next
   // connection.
   std::string streamTlsCert, streamTlsKey, streamTlsCa;
+  // Pod networks through CNI: the config dir (the first *.conflist/*.conf/*.json in lexical
+  // order is the pod network; watched for changes) and where plugin binaries are looked for.
+  std::string cniConfDir = "/etc/cni/net.d";
+  std::vector<std::string> cniPluginDirs = {"/opt/cni/bin", "/usr/lib/cni"};
 
   std::string configPath;  // the file the values came from ("" if none)
 
@@ -52,7 +56,8 @@ struct Config {
 // Settings given on the command line; each one set overrides the file.
 struct ConfigOverrides {
   std::optional<std::string> root, runRoot, listen, logLevel, ociRuntime, registriesConf,
-      streamAddress, streamTlsCert, streamTlsKey, streamTlsCa;
+      streamAddress, streamTlsCert, streamTlsKey, streamTlsCa, cniConfDir;
+  std::optional<std::vector<std::string>> cniPluginDirs;
   std::optional<uint64_t> stallThresholdMs, shutdownGraceMs, pullProgressTimeoutMs;
 };
 

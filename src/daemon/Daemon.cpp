@@ -78,7 +78,13 @@ int Daemon::run() {
   podOptions.stateRoot = config_.root;
   podOptions.runRoot = config_.runRoot;
   podOptions.initBinary = helperPath("monocri-pod-init");
-  pods_ = std::make_unique<pods::PodManager>(loop_, podOptions);
+  net::PodNetworkOptions networkOptions;
+  networkOptions.confDir = config_.cniConfDir;
+  networkOptions.pluginDirs = config_.cniPluginDirs;
+  networkOptions.cacheDir = config_.root + "/cni";
+  network_ = std::make_unique<net::PodNetwork>(loop_, networkOptions);
+  network_->start();
+  pods_ = std::make_unique<pods::PodManager>(loop_, podOptions, *network_);
   std::vector<std::string> notes;
   std::string error = images_->start(notes);
   if (error.empty()) error = rootfs_->load(notes);
@@ -148,6 +154,7 @@ int Daemon::run() {
   containers_ = std::make_unique<pods::ContainerManager>(loop_, containerOptions, *pods_, *images_,
                                                          *rootfs_, *runtimeClient_, *exits_);
   pods_->superviseInits(*exits_);
+  pods_->reconcileNetworks();
   {
     std::vector<std::string> containerNotes;
     if (std::string loadError = containers_->load(containerNotes); !loadError.empty()) {
@@ -175,7 +182,7 @@ int Daemon::run() {
                           {"queuedBatches", stats.queuedBatches},
                           {"longestWriteNanos", stats.longestWriteNs}};
   };
-  cri_ = std::make_unique<cri::CriService>(server_, std::move(criOptions), runtime_, network_);
+  cri_ = std::make_unique<cri::CriService>(server_, std::move(criOptions), runtime_, *network_);
   health_ = std::make_unique<cri::HealthService>(server_);
   criImages_ = std::make_unique<cri::CriImageService>(server_, *images_);
   criPods_ = std::make_unique<cri::CriPodService>(server_, *pods_, *containers_);
@@ -242,6 +249,7 @@ void Daemon::beginShutdown(int signum) {
     reclaimTimer_.reset();
     streaming_->shutdown();
     images_->shutdown();
+    network_->shutdown();
   });
 }
 

@@ -48,7 +48,7 @@ class Daemon {
   loop::Loop loop_;  // first: destroyed last, after every handle below is closed
   grpc::GrpcServer server_{loop_};
   oci::OciRuntimeBinary runtime_;
-  net::PodNetwork network_;
+  std::unique_ptr<net::PodNetwork> network_;
   std::unique_ptr<oci::ImageManager> images_;
   std::unique_ptr<oci::ContainerRootfs> rootfs_;
   std::unique_ptr<cri::CriService> cri_;

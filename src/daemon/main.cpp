@@ -96,6 +96,12 @@ int main(int argc, char** argv) {
                  "PEM private key of --stream-tls-cert");
   app.add_option("--stream-tls-ca", overrides.streamTlsCa,
                  "PEM CA bundle: streaming clients must present a certificate it signed");
+  app.add_option("--cni-conf-dir", overrides.cniConfDir,
+                 "CNI network configs: the first *.conflist, *.conf or *.json is the pod "
+                 "network [/etc/cni/net.d]");
+  app.add_option("--cni-plugin-dir", overrides.cniPluginDirs,
+                 "Where CNI plugin binaries are (repeat for several) [/opt/cni/bin "
+                 "/usr/lib/cni]");
   app.add_flag("--no-keeper", noKeeper,
                "Run without the keeper process: a crash of the daemon then loses containers' "
                "exits and output (tests, debugging)");

@@ -37,6 +37,8 @@ class ChildProcess {
     // The child leads a process group of its own, so that killProcessGroup() reaches whatever
     // it started too (an OCI runtime's helpers).
     bool newProcessGroup = false;
+    // The child's environment, "NAME=value" each; empty: the daemon's own.
+    std::vector<std::string> env;
   };
 
   // Starts the child. On failure returns null and sets `error`.

@@ -1,11 +1,44 @@
 #include "net/PodNetwork.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+
+#include "net/cni/CniResult.h"
+#include "state/StateFiles.h"
 
 namespace monocri::net {
+
+using grpc::Status;
+using grpc::StatusCode;
+
+namespace {
+
+constexpr const char* kPodInterface = "eth0";
+constexpr size_t kMaxCacheRecordBytes = 4 << 20;
+constexpr uint64_t kRescanDelayMs = 100;   // a burst of writes to the dir is one rescan
+constexpr uint64_t kRescanPollMs = 5'000;  // when the dir cannot be watched
+
+std::vector<std::string> splitCidrs(const std::string& cidrs) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < cidrs.size()) {
+    const size_t comma = cidrs.find(',', start);
+    std::string one = cidrs.substr(start, comma == std::string::npos ? comma : comma - start);
+    if (!one.empty()) out.push_back(std::move(one));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
 
 bool isValidCidr(const std::string& cidr) {
   const size_t slash = cidr.find('/');
@@ -27,25 +60,301 @@ bool isValidCidr(const std::string& cidr) {
   return ec == std::errc() && end == last && prefix >= 0 && prefix <= maxPrefix;
 }
 
+PodNetwork::PodNetwork(loop::Loop& loop, PodNetworkOptions options)
+    : loop_(loop), options_(std::move(options)) {}
+
+PodNetwork::~PodNetwork() = default;
+
+void PodNetwork::start() {
+  if (std::string error = state::makeDirectories(options_.cacheDir + "/results", 0700);
+      !error.empty()) {
+    spdlog::warn("CNI result cache: {}", error);
+  }
+  // containerd makes the config dir too, so that it can be watched before a network provider
+  // (a DaemonSet) writes its file there.
+  if (access(options_.confDir.c_str(), F_OK) != 0) {
+    if (std::string error = state::makeDirectories(options_.confDir, 0755); !error.empty()) {
+      spdlog::warn("CNI config dir: {}", error);
+    }
+  }
+  rescan();
+  rescanTimer_ = loop::Timer::create(loop_, "CNI config rescan");
+  watch_ = loop::FsWatch::create(loop_, "CNI config dir");
+  const int rc = watch_->start(options_.confDir, [this] {
+    // Restarted by each event: a file written in several steps is read once, complete.
+    rescanTimer_->start(kRescanDelayMs, 0, [this] { rescan(); });
+  });
+  if (rc != 0) {
+    spdlog::warn("cannot watch the CNI config dir {} ({}): it is read again every {} s instead",
+                 options_.confDir, uv_strerror(rc), kRescanPollMs / 1000);
+    watch_.reset();
+    rescanTimer_->start(kRescanPollMs, kRescanPollMs, [this] { rescan(); });
+  }
+}
+
+void PodNetwork::shutdown() {
+  watch_.reset();
+  rescanTimer_.reset();
+  chains_.clear();
+}
+
+void PodNetwork::rescan() {
+  cni::ConfigDirScan scan = cni::scanConfigDir(options_.confDir);
+  const bool changed =
+      scan.chosen.has_value() != config_.has_value() ||
+      (scan.chosen && (scan.chosen->path != config_->path || scan.chosen->raw != config_->raw));
+  if (changed) {
+    if (scan.chosen) {
+      spdlog::info("CNI network '{}' (cniVersion {}, {} plugin(s)) from {} is the pod network",
+                   scan.chosen->name, scan.chosen->cniVersion, scan.chosen->plugins.size(),
+                   scan.chosen->path);
+    } else {
+      spdlog::warn("no valid CNI network config in {}: pods cannot get a network",
+                   options_.confDir);
+    }
+  }
+  if (scan.rejected != rejected_) {
+    for (const auto& why : scan.rejected)
+      spdlog::warn("CNI config passed over: {}", why);
+  }
+  config_ = std::move(scan.chosen);
+  rejected_ = std::move(scan.rejected);
+  scanError_ = std::move(scan.error);
+}
+
 std::string PodNetwork::setPodCidr(const std::string& cidr) {
-  // kubelet may send several CIDRs (dual stack) separated by commas.
-  size_t start = 0;
-  while (!cidr.empty() && start <= cidr.size()) {
-    size_t comma = cidr.find(',', start);
-    std::string one =
-        cidr.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+  for (const auto& one : splitCidrs(cidr)) {
     if (!isValidCidr(one)) return fmt::format("'{}' is not a valid CIDR", one);
-    if (comma == std::string::npos) break;
-    start = comma + 1;
+  }
+  if (!cidr.empty() && splitCidrs(cidr).empty()) {
+    return fmt::format("'{}' is not a valid CIDR", cidr);
   }
   podCidr_ = cidr;
   return {};
 }
 
 NetworkReadiness PodNetwork::readiness() const {
-  return NetworkReadiness{
-      false, "NetworkPluginNotReady",
-      "monocri does not set up pod networks yet: no CNI network plugin is in use"};
+  if (config_) return NetworkReadiness{true, "", ""};
+  std::string message = fmt::format("no valid CNI network config in {}", options_.confDir);
+  if (!scanError_.empty()) message += ": " + scanError_;
+  if (!rejected_.empty())
+    message += fmt::format(" ({} passed over: {})", rejected_.size(), rejected_.front());
+  message +=
+      "; pods other than host-network ones cannot start until a network provider "
+      "installs one";
+  return NetworkReadiness{false, "NetworkPluginNotReady", message};
+}
+
+nlohmann::json PodNetwork::info() const {
+  nlohmann::json network = nullptr;
+  if (config_) {
+    nlohmann::json types = nlohmann::json::array();
+    for (const auto& plugin : config_->plugins)
+      types.push_back(plugin.value("type", ""));
+    network = {{"name", config_->name},
+               {"cniVersion", config_->cniVersion},
+               {"path", config_->path},
+               {"plugins", types},
+               {"config", config_->raw}};
+  }
+  return {{"confDir", options_.confDir}, {"pluginDirs", options_.pluginDirs},
+          {"network", network},          {"passedOver", rejected_},
+          {"dirError", scanError_},      {"podCIDR", podCidr_},
+          {"pluginRuns", pluginRuns_},   {"pluginNanos", pluginNs_}};
+}
+
+std::string PodNetwork::cachePath(const std::string& network, const std::string& podId) const {
+  return fmt::format("{}/results/{}-{}-{}", options_.cacheDir, network, podId, kPodInterface);
+}
+
+std::optional<std::string> PodNetwork::findCache(const std::string& podId) const {
+  const std::string dir = options_.cacheDir + "/results";
+  const std::string suffix = fmt::format("-{}-{}", podId, kPodInterface);
+  DIR* stream = opendir(dir.c_str());
+  if (stream == nullptr) return std::nullopt;
+  std::optional<std::string> found;
+  while (const dirent* entry = readdir(stream)) {
+    const std::string_view name = entry->d_name;
+    if (name.size() > suffix.size() && name.ends_with(suffix)) {
+      found = dir + "/" + std::string(name);
+      break;
+    }
+  }
+  closedir(stream);
+  return found;
+}
+
+void PodNetwork::runChain(PluginChainRequest request,
+                          std::function<void(PluginChainOutcome)> done) {
+  request.pluginDirs = options_.pluginDirs;
+  request.pluginDeadlineMs = options_.pluginDeadlineMs;
+  const uint64_t id = nextChainId_++;
+  chains_[id] = PluginChain::start(
+      loop_, std::move(request), [this, id, done = std::move(done)](PluginChainOutcome outcome) {
+        pluginNs_ += outcome.pluginNs;
+        pluginRuns_ += outcome.pluginRuns;
+        // The chain's own method is on the stack: freed after this callback.
+        loop_.defer(lifetime_.watch(), [this, id] { chains_.erase(id); });
+        done(std::move(outcome));
+      });
+}
+
+void PodNetwork::attach(const PodAttachRequest& request, AttachDone done) {
+  if (!config_) {
+    return done(Status(StatusCode::kFailedPrecondition, readiness().message), {});
+  }
+  std::string error;
+  cni::RuntimeConfig runtimeConfig;
+  runtimeConfig.portMappings = request.portMappings;
+  runtimeConfig.bandwidth = cni::bandwidthFromAnnotations(request.annotations, error);
+  if (!error.empty()) return done(Status(StatusCode::kInvalidArgument, error), {});
+  runtimeConfig.podCidrs = splitCidrs(podCidr_);
+
+  cni::CacheRecord record;
+  record.containerId = request.podId;
+  record.ifName = kPodInterface;
+  record.networkName = config_->name;
+  record.config = config_->raw;
+  record.configIsList = config_->path.ends_with(".conflist");
+  record.cniArgs = {{"K8S_POD_NAMESPACE", request.namespace_},
+                    {"K8S_POD_NAME", request.name},
+                    {"K8S_POD_INFRA_CONTAINER_ID", request.podId},
+                    {"K8S_POD_UID", request.uid}};
+  record.runtimeConfig = runtimeConfig.toJson();
+  const std::string path = cachePath(config_->name, request.podId);
+  // Before the ADD: a crash in the middle leaves a record that DEL can undo.
+  if (std::string writeError = state::writeFileAtomically(path, cni::encodeCacheRecord(record),
+                                                          0600, state::Durability::kProcessCrash);
+      !writeError.empty()) {
+    return done(Status(StatusCode::kInternal, writeError), {});
+  }
+
+  PluginChainRequest add;
+  add.command = CniCommand::kAdd;
+  add.list = *config_;
+  add.containerId = request.podId;
+  add.netnsPath = request.netnsPath;
+  add.ifName = kPodInterface;
+  add.args = record.cniArgs;
+  add.runtimeConfig = runtimeConfig;
+  runChain(std::move(add), [this, record, path, netns = request.netnsPath,
+                            done = std::move(done)](PluginChainOutcome outcome) mutable {
+    if (!outcome.status.isOk()) {
+      // Undo what the plugins before the failing one did (and what it did itself).
+      spdlog::warn("pod {}: {}; undoing with DEL", record.containerId, outcome.status.message());
+      detachWithRecord(path, netns, [status = outcome.status, done](Status undone) {
+        if (!undone.isOk()) spdlog::warn("DEL after a failed ADD: {}", undone.message());
+        done(status, {});
+      });
+      return;
+    }
+    cni::Result result;
+    if (std::string error = cni::resultFromJson(outcome.result, result); !error.empty()) {
+      // Checked plugin by plugin already; kept for a chain whose last result is odd.
+      return done(Status(StatusCode::kUnknown, "CNI result: " + error), {});
+    }
+    record.result = outcome.result;
+    if (std::string writeError = state::writeFileAtomically(path, cni::encodeCacheRecord(record),
+                                                            0600, state::Durability::kProcessCrash);
+        !writeError.empty()) {
+      spdlog::warn("pod {}: cannot cache its CNI result: {}", record.containerId, writeError);
+    }
+    PodAttachment attachment{record.networkName, result.podIps(kPodInterface)};
+    spdlog::info("pod {}: network '{}' attached ({})", record.containerId, record.networkName,
+                 attachment.ips.empty() ? std::string("no address")
+                                        : fmt::format("{}", fmt::join(attachment.ips, ", ")));
+    done(Status::ok(), std::move(attachment));
+  });
+}
+
+void PodNetwork::detachWithRecord(const std::string& path, const std::string& netnsPath,
+                                  std::function<void(Status)> done) {
+  std::string bytes;
+  cni::CacheRecord record;
+  std::string error = state::readFile(path, kMaxCacheRecordBytes, bytes);
+  if (error.empty()) error = cni::decodeCacheRecord(bytes, record);
+  cni::NetworkConfigList list;
+  if (error.empty()) error = cni::networkConfigFromJson(record.config, record.configIsList, list);
+  if (!error.empty()) {
+    // Nothing to run DEL with: the record is set aside rather than retried forever.
+    spdlog::warn("CNI cache record {} cannot be used ({}): renamed to .bad", path, error);
+    ::rename(path.c_str(), (path + ".bad").c_str());
+    return done(Status::ok());
+  }
+  PluginChainRequest del;
+  del.command = CniCommand::kDel;
+  del.list = std::move(list);
+  del.containerId = record.containerId;
+  del.netnsPath = netnsPath;
+  del.ifName = record.ifName;
+  del.args = record.cniArgs;
+  del.runtimeConfig = cni::runtimeConfigFromJson(record.runtimeConfig);
+  del.cachedResult = record.result;
+  runChain(std::move(del),
+           [path, id = record.containerId, done = std::move(done)](PluginChainOutcome outcome) {
+             if (!outcome.status.isOk()) return done(outcome.status);
+             if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+               spdlog::warn("remove {}: {}", path, std::strerror(errno));
+             }
+             spdlog::info("pod {}: network detached", id);
+             done(Status::ok());
+           });
+}
+
+void PodNetwork::detach(const std::string& podId, const std::string& netnsPath,
+                        std::function<void(Status)> done) {
+  const std::optional<std::string> path = findCache(podId);
+  if (!path) return done(Status::ok());  // never attached, or detached already
+  detachWithRecord(*path, netnsPath, std::move(done));
+}
+
+void PodNetwork::check(const std::string& podId, const std::string& netnsPath,
+                       std::function<void(Status)> done) {
+  const std::optional<std::string> path = findCache(podId);
+  if (!path) return done(Status::ok());
+  std::string bytes;
+  cni::CacheRecord record;
+  std::string error = state::readFile(*path, kMaxCacheRecordBytes, bytes);
+  if (error.empty()) error = cni::decodeCacheRecord(bytes, record);
+  cni::NetworkConfigList list;
+  if (error.empty()) error = cni::networkConfigFromJson(record.config, record.configIsList, list);
+  if (!error.empty()) return done(Status(StatusCode::kInternal, error));
+  if (!cni::versionHasCheck(list.cniVersion) || list.disableCheck || record.result.is_null()) {
+    return done(Status::ok());
+  }
+  PluginChainRequest request;
+  request.command = CniCommand::kCheck;
+  request.list = std::move(list);
+  request.containerId = record.containerId;
+  request.netnsPath = netnsPath;
+  request.ifName = record.ifName;
+  request.args = record.cniArgs;
+  request.runtimeConfig = cni::runtimeConfigFromJson(record.runtimeConfig);
+  request.cachedResult = record.result;
+  runChain(std::move(request),
+           [done = std::move(done)](PluginChainOutcome outcome) { done(outcome.status); });
+}
+
+void PodNetwork::collectOrphans(const std::set<std::string>& knownPods) {
+  const std::string dir = options_.cacheDir + "/results";
+  DIR* stream = opendir(dir.c_str());
+  if (stream == nullptr) return;
+  std::vector<std::string> orphans;
+  const std::string suffix = std::string("-") + kPodInterface;
+  while (const dirent* entry = readdir(stream)) {
+    const std::string_view name = entry->d_name;
+    // <network>-<64 hex pod id>-eth0
+    if (!name.ends_with(suffix) || name.size() < suffix.size() + 65) continue;
+    const std::string podId(name.substr(name.size() - suffix.size() - 64, 64));
+    if (!knownPods.contains(podId)) orphans.push_back(dir + "/" + std::string(name));
+  }
+  closedir(stream);
+  for (const auto& path : orphans) {
+    spdlog::info("CNI attachment {} belongs to no pod: running DEL", path);
+    detachWithRecord(path, "", [path](Status status) {
+      if (!status.isOk()) spdlog::warn("DEL of {}: {}", path, status.message());
+    });
+  }
 }
 
 }  // namespace monocri::net

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <set>
 
 #include "loop/ChildProcess.h"
 #include "pods/PodFiles.h"
@@ -152,8 +153,11 @@ Status checkPodSysctl(const std::string& key, bool hostNetwork, bool hostIpc) {
   return Status::ok();
 }
 
-PodManager::PodManager(loop::Loop& loop, PodManagerOptions options)
-    : loop_(loop), options_(std::move(options)), namespaces_(loop, options_.initBinary) {}
+PodManager::PodManager(loop::Loop& loop, PodManagerOptions options, net::PodNetwork& network)
+    : loop_(loop),
+      options_(std::move(options)),
+      namespaces_(loop, options_.initBinary),
+      network_(network) {}
 
 PodManager::~PodManager() = default;
 
@@ -187,6 +191,9 @@ Status PodManager::persist(const PodSandbox& pod) {
       {"init_pid", pod.initPid},
       {"init_start_ticks", pod.initStartTicks},
       {"stop_reason", pod.stopReason},
+      {"network_name", pod.networkName},
+      {"pod_ips", pod.podIps},
+      {"network_check", pod.networkCheck},
   };
   if (std::string error = state::writeFileAtomically(dir + "/pod.json", record.dump(), 0600,
                                                      state::Durability::kProcessCrash);
@@ -229,6 +236,10 @@ std::string PodManager::load(std::vector<std::string>& notes) {
         pod->initPid = record.at("init_pid").get<pid_t>();
         pod->initStartTicks = record.at("init_start_ticks").get<uint64_t>();
         pod->stopReason = record.at("stop_reason").get<std::string>();
+        // Absent from records written before pods had CNI networks.
+        pod->networkName = record.value("network_name", std::string());
+        pod->podIps = record.value("pod_ips", std::vector<std::string>());
+        pod->networkCheck = record.value("network_check", std::string());
         ok = pod->id == id;
       } catch (const nlohmann::json::exception&) {
         ok = false;
@@ -326,6 +337,12 @@ void PodManager::run(const v1::PodSandboxConfig& config, const std::string& runt
                 "");
   }
   if (Status s = checkHostname(config.hostname()); !s.isOk()) return done(s, "");
+  if (pod->networkMode == v1::POD) {
+    // As CRI-O and containerd: no pod without the network kubelet expects it to have.
+    if (const net::NetworkReadiness network = network_.readiness(); !network.ready) {
+      return done(Status(StatusCode::kFailedPrecondition, network.message), "");
+    }
+  }
   std::vector<std::string> sysctls;
   for (const auto& [sysctl, value] : config.linux().sysctls()) {
     if (Status s = checkPodSysctl(sysctl, pod->networkMode == v1::NODE, pod->ipcMode == v1::NODE);
@@ -367,12 +384,20 @@ void PodManager::run(const v1::PodSandboxConfig& config, const std::string& runt
   pendingRuns_[key].push_back(std::move(done));
 
   auto fail = [this, key, id](Status status) {
+    auto drop = [this, key, id, status] {
+      if (auto it = pods_.find(id); it != pods_.end()) {
+        undo(*it->second);
+        pods_.erase(it);
+      }
+      finishRun(key, status, "");
+    };
     auto it = pods_.find(id);
-    if (it != pods_.end()) {
-      undo(*it->second);
-      pods_.erase(it);
-    }
-    finishRun(key, status, "");
+    if (it == pods_.end()) return drop();
+    // A DEL that fails here leaves its cache record: the next start runs it again.
+    detachNetwork(*it->second, drop, [drop](Status detachFailed) {
+      spdlog::warn("{}", detachFailed.message());
+      drop();
+    });
   };
 
   // Files, the pod's /dev/shm, the log directory.
@@ -439,19 +464,49 @@ void PodManager::run(const v1::PodSandboxConfig& config, const std::string& runt
                    pod.config.metadata().name());
       finishRun(key, Status::ok(), id);
     };
-    if (pod.pidMode != v1::POD) return ready(Status::ok());
-    namespaces_.startPidNamespace(
-        pod.runDir + "/init.pid",
-        [this, id, ready, alive = lifetime_.watch()](Status status, pid_t pid) {
-          if (alive.expired()) return;
-          auto it = pods_.find(id);
-          if (it != pods_.end() && status.isOk()) {
-            it->second->initPid = pid;
-            it->second->initStartTicks = startTicksOf(pid);
-            watchInit(*it->second, true);
-          }
-          ready(status);
-        });
+    auto startPidNamespace = [this, id, ready] {
+      auto it = pods_.find(id);
+      if (it == pods_.end()) return;
+      if (it->second->pidMode != v1::POD) return ready(Status::ok());
+      namespaces_.startPidNamespace(
+          it->second->runDir + "/init.pid",
+          [this, id, ready, alive = lifetime_.watch()](Status status, pid_t pid) {
+            if (alive.expired()) return;
+            auto it = pods_.find(id);
+            if (it != pods_.end() && status.isOk()) {
+              it->second->initPid = pid;
+              it->second->initStartTicks = startTicksOf(pid);
+              watchInit(*it->second, true);
+            }
+            ready(status);
+          });
+    };
+    if (pod.networkMode == v1::NODE) return startPidNamespace();
+    net::PodAttachRequest attach;
+    attach.podId = id;
+    attach.netnsPath = pod.netnsPath();
+    attach.name = pod.config.metadata().name();
+    attach.namespace_ = pod.config.metadata().namespace_();
+    attach.uid = pod.config.metadata().uid();
+    attach.annotations.insert(pod.config.annotations().begin(), pod.config.annotations().end());
+    for (const auto& port : pod.config.port_mappings()) {
+      if (port.host_port() <= 0) continue;  // kubelet sends every container port
+      const char* protocol = port.protocol() == v1::UDP    ? "udp"
+                             : port.protocol() == v1::SCTP ? "sctp"
+                                                           : "tcp";
+      attach.portMappings.push_back(
+          {port.host_port(), port.container_port(), protocol, port.host_ip()});
+    }
+    network_.attach(attach, [this, id, fail, startPidNamespace, alive = lifetime_.watch()](
+                                Status status, net::PodAttachment attachment) {
+      if (alive.expired()) return;
+      auto it = pods_.find(id);
+      if (it == pods_.end()) return;
+      if (!status.isOk()) return fail(status);
+      it->second->networkName = std::move(attachment.networkName);
+      it->second->podIps = std::move(attachment.ips);
+      startPidNamespace();
+    });
   });
 }
 
@@ -549,15 +604,28 @@ void PodManager::stop(const std::string& id, std::function<void(Status)> done) {
     if (!status.isOk()) return done(status);
     auto it = pods_.find(id);
     if (it == pods_.end()) return done(Status::ok());
-    PodSandbox& pod = *it->second;
-    killInit(pod);
-    if (pod.state != PodState::kNotReady) {
-      pod.state = PodState::kNotReady;
-      pod.stopReason = "stopped";
-      if (Status s = persist(pod); !s.isOk()) return done(s);
-      spdlog::info("pod {} stopped", id);
-    }
-    done(Status::ok());
+    // The network goes first (its addresses return to the pool), then the pod's processes. A
+    // failed DEL fails the stop: kubelet calls it again.
+    const bool attached = !it->second->networkName.empty();
+    detachNetwork(
+        *it->second,
+        [this, id, attached, done] {
+          auto it = pods_.find(id);
+          if (it == pods_.end()) return done(Status::ok());
+          PodSandbox& pod = *it->second;
+          killInit(pod);
+          const bool stopping = pod.state != PodState::kNotReady;
+          if (stopping) {
+            pod.state = PodState::kNotReady;
+            pod.stopReason = "stopped";
+          }
+          if (stopping || attached) {
+            if (Status s = persist(pod); !s.isOk()) return done(s);
+          }
+          if (stopping) spdlog::info("pod {} stopped", id);
+          done(Status::ok());
+        },
+        done);
   };
   if (stopContainersOf) {
     stopContainersOf(id, std::move(finish));
@@ -586,6 +654,47 @@ void PodManager::remove(const std::string& id, std::function<void(Status)> done)
       removePod(Status::ok());
     }
   });
+}
+
+void PodManager::detachNetwork(PodSandbox& pod, std::function<void()> then,
+                               std::function<void(Status)> failed) {
+  if (pod.networkMode == v1::NODE) return then();
+  // A namespace that is gone (a reboot) is not handed to the plugins: their DEL still releases
+  // the addresses and host-side rules.
+  const std::string netns = isPinned(pod.netnsPath()) ? pod.netnsPath() : std::string();
+  network_.detach(
+      pod.id, netns,
+      [this, id = pod.id, then = std::move(then), failed = std::move(failed),
+       alive = lifetime_.watch()](Status status) {
+        if (alive.expired()) return;
+        if (!status.isOk()) {
+          return failed(Status(status.code(), fmt::format("pod {}: {}", id, status.message())));
+        }
+        if (auto it = pods_.find(id); it != pods_.end()) {
+          it->second->networkName.clear();
+          it->second->podIps.clear();
+        }
+        then();
+      });
+}
+
+void PodManager::reconcileNetworks() {
+  std::set<std::string> known;
+  for (const auto& [id, pod] : pods_)
+    known.insert(id);
+  network_.collectOrphans(known);
+  for (const auto& [id, pod] : pods_) {
+    if (pod->state != PodState::kReady || pod->networkName.empty()) continue;
+    network_.check(id, pod->netnsPath(), [this, id = id, alive = lifetime_.watch()](Status status) {
+      if (alive.expired()) return;
+      auto it = pods_.find(id);
+      if (it == pods_.end()) return;
+      it->second->networkCheck = status.isOk() ? "" : status.message();
+      if (!status.isOk()) {
+        spdlog::warn("pod {}: CNI CHECK after the restart: {}", id, status.message());
+      }
+    });
+  }
 }
 
 std::vector<const PodSandbox*> PodManager::list(const v1::PodSandboxFilter& filter) const {
@@ -632,11 +741,7 @@ nlohmann::json PodManager::verboseInfo(const PodSandbox& pod) const {
       {"resolvConf", pod.resolvConfPath()},
       {"cgroupParent", pod.config.linux().cgroup_parent()},
       {"logDirectory", pod.config.log_directory()},
-      {"network",
-       {{"ready", false},
-        {"reason",
-         "pod networking (CNI) is not implemented yet: the pod has a loopback "
-         "interface only"}}},
+      {"network", {{"name", pod.networkName}, {"ips", pod.podIps}, {"check", pod.networkCheck}}},
   };
 }
 

@@ -13,6 +13,7 @@
 #include "cri-bridge/grpc/GrpcStatus.h"
 #include "loop/Loop.h"
 #include "monitor/ExitMonitor.h"
+#include "net/PodNetwork.h"
 #include "pods/PodNamespaces.h"
 #include "pods/PodSandbox.h"
 
@@ -29,7 +30,7 @@ struct PodManagerOptions {
 
 class PodManager {
  public:
-  PodManager(loop::Loop& loop, PodManagerOptions options);
+  PodManager(loop::Loop& loop, PodManagerOptions options, net::PodNetwork& network);
   ~PodManager();
 
   // Reads the persisted pods and checks what survived (namespaces, the pid namespace's init).
@@ -38,6 +39,8 @@ class PodManager {
   // ends its pod's pid namespace: the pod becomes NOTREADY). Inits that survived a restart are
   // watched again from here.
   void superviseInits(monitor::ExitMonitor& exits);
+  // After load: DEL of cached CNI attachments whose pod is gone, CHECK of the ready pods'.
+  void reconcileNetworks();
 
   using RunDone = std::function<void(grpc::Status, const std::string& id)>;
   // A second call with the same metadata (kubelet retrying after its deadline) gets the first
@@ -66,10 +69,15 @@ class PodManager {
   bool initAlive(const PodSandbox& pod) const;
   void watchInit(const PodSandbox& pod, bool startedByUs);
   void initExited(const std::string& id, const monitor::ExitInfo& exit);
+  // Runs `then` once the pod's CNI attachment (if any) is gone; a failed DEL is reported to
+  // `failed` instead, the pod kept as it was.
+  void detachNetwork(PodSandbox& pod, std::function<void()> then,
+                     std::function<void(grpc::Status)> failed);
 
   loop::Loop& loop_;
   PodManagerOptions options_;
   PodNamespaces namespaces_;
+  net::PodNetwork& network_;
   monitor::ExitMonitor* exits_ = nullptr;
   std::map<std::string, std::unique_ptr<PodSandbox>> pods_;  // by id
   std::map<std::string, std::vector<RunDone>> pendingRuns_;  // by key: waiters of a run

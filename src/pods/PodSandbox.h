@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "api.pb.h"
 
@@ -30,6 +31,11 @@ struct PodSandbox {
   pid_t initPid = 0;            // the pid namespace's init (pidMode POD), 0 if none
   uint64_t initStartTicks = 0;  // its start time (/proc/PID/stat), so a recycled pid is not it
   std::string stopReason;       // why it is NOTREADY, for verbose status
+  // The CNI network it is attached to and the addresses it got there (IPv4 first); cleared by
+  // the DEL that released them. networkCheck: a failed CHECK after a daemon restart, else "".
+  std::string networkName;
+  std::vector<std::string> podIps;
+  std::string networkCheck;
 
   // Where the pod's shared files and pinned namespaces are; "" where the node's are used.
   std::string netnsPath() const;

@@ -3,6 +3,7 @@ clients (Python grpcio for gRPC, hyperframe/hpack from python3-h2 for raw HTTP/2
 
 The suites run inside the private mount + network namespace made by tests/harness/in-namespace.
 """
+import json
 import os
 import signal
 import socket
@@ -49,10 +50,17 @@ def children_of(pid):
         return []
 
 
+# A network for the pods of tests that are not about networking: Debian's `loopback` CNI
+# plugin alone (lo up inside the pod, no address, nothing made outside it).
+LOOPBACK_CNI = {"99-loopback.conflist": json.dumps({
+    "cniVersion": "1.0.0", "name": "monocri-test-lo", "plugins": [{"type": "loopback"}]})}
+
+
 class Daemon:
     """One monocri process with its state in a temp dir."""
 
-    def __init__(self, workdir=None, args=(), config=None, listen=None, keeper=False):
+    def __init__(self, workdir=None, args=(), config=None, listen=None, keeper=False,
+                 cni=LOOPBACK_CNI):
         self.dir = workdir or tempfile.mkdtemp(prefix="monocri-test-")
         self.root = os.path.join(self.dir, "root")
         self.run_root = os.path.join(self.dir, "run")
@@ -63,6 +71,11 @@ class Daemon:
         # Without the keeper the pid is the daemon's own (RSS, signals); the keeper's tests
         # ask for it and reach the daemon as the keeper's child.
         self.keeper = keeper
+        # The CNI config dir's files, {name: text}, written before the start; None: the
+        # daemon's own --cni-conf-dir (given in args or config). Pods need a network, and the
+        # default gives them the `loopback` plugin's: lo up, no address.
+        self.cni = cni
+        self.cni_conf_dir = os.path.join(self.dir, "cni", "net.d")
         self.proc = None
 
     def command(self):
@@ -74,6 +87,15 @@ class Daemon:
         oci_runtime = os.environ.get("MONOCRI_OCI_RUNTIME")
         if oci_runtime and "--oci-runtime" not in self.args:
             cmd += ["--oci-runtime", oci_runtime]
+        if self.cni is not None and "--cni-conf-dir" not in self.args and \
+                "cni_conf_dir" not in (self.config or ""):
+            os.makedirs(self.cni_conf_dir, exist_ok=True)
+            for name, text in self.cni.items():
+                path = os.path.join(self.cni_conf_dir, name)
+                if not os.path.exists(path):
+                    with open(path, "w") as f:
+                        f.write(text)
+            cmd += ["--cni-conf-dir", self.cni_conf_dir]
         if self.config is not None:
             path = os.path.join(self.dir, "monocri.toml")
             with open(path, "w") as f:

@@ -3,7 +3,7 @@ import json
 
 import yaml
 
-from monocri_harness import run_monoctl
+from monocri_harness import Daemon, run_monoctl
 
 
 def endpoint(daemon):
@@ -32,16 +32,27 @@ def test_info_is_verbose_status_as_json(daemon):
     info = json.loads(result.stdout)
     conditions = {c["type"]: c for c in info["status"]["conditions"]}
     assert conditions["RuntimeReady"]["status"] is True
-    assert conditions["NetworkReady"]["status"] is False
+    assert conditions["NetworkReady"]["status"] is True  # the harness's loopback network
+    assert info["network"]["network"]["name"] == "monocri-test-lo"
+    assert info["network"]["network"]["plugins"] == ["loopback"]
     assert info["config"]["listen"] == daemon.socket
     assert info["daemon"]["pid"] == daemon.pid
 
 
-def test_info_table_and_yaml(daemon):
+def test_info_table_and_yaml(daemon, tmp_path):
     table = run_monoctl("-r", endpoint(daemon), "-o", "table", "info").stdout.splitlines()
     assert table[0].split() == ["CONDITION", "STATUS", "REASON", "MESSAGE"]
     assert table[1].split()[:2] == ["RuntimeReady", "true"]
-    assert table[2].split()[:3] == ["NetworkReady", "false", "NetworkPluginNotReady"]
+    assert table[2].split()[:2] == ["NetworkReady", "true"]
+    assert f"CNI network: monocri-test-lo ({daemon.cni_conf_dir}/99-loopback.conflist), " \
+        "cniVersion 1.0.0, plugins: loopback" in table, table
+    empty = Daemon(tmp_path / "no-net", cni={}).start()
+    try:
+        table = run_monoctl("-r", endpoint(empty), "-o", "table", "info").stdout.splitlines()
+        assert table[2].split()[:3] == ["NetworkReady", "false", "NetworkPluginNotReady"]
+        assert f"CNI network: none in {empty.cni_conf_dir}" in table, table
+    finally:
+        assert empty.stop() == 0
     as_yaml = yaml.safe_load(run_monoctl("-r", endpoint(daemon), "-o", "yaml", "info").stdout)
     assert as_yaml["config"]["runRoot"] == daemon.run_root
 

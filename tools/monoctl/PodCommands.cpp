@@ -165,10 +165,13 @@ int runInspectPods(const Options& options, const std::vector<std::string>& prefi
     const Json out = verboseDocument(messageToJson(response.status()), response.info());
     if (format == OutputFormat::kTable) {
       const auto& s = response.status();
-      std::cout << formatTable(
-          {{"ID", "NAME", "NAMESPACE", "STATE", "CREATED"},
-           {s.id(), s.metadata().name(), s.metadata().namespace_(),
-            s.state() == v1::SANDBOX_READY ? "Ready" : "NotReady", timeAgo(s.created_at())}});
+      std::string ips = s.network().ip();
+      for (const auto& more : s.network().additional_ips())
+        ips += "," + more.ip();
+      std::cout << formatTable({{"ID", "NAME", "NAMESPACE", "STATE", "IP", "CREATED"},
+                                {s.id(), s.metadata().name(), s.metadata().namespace_(),
+                                 s.state() == v1::SANDBOX_READY ? "Ready" : "NotReady",
+                                 ips.empty() ? "-" : ips, timeAgo(s.created_at())}});
     } else {
       print(format, out);
     }

@@ -104,6 +104,21 @@ int runInfo(const Options& options, OutputFormat format) {
                       condition.message()});
     }
     std::cout << monocri::monoctl::formatTable(rows);
+    // The CNI network in use (verbose info "network"), as `crictl info` shows cniconfig.
+    if (auto it = response.info().find("network"); it != response.info().end()) {
+      const Json network = Json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+      if (network.is_object() && network.contains("network") && network["network"].is_object()) {
+        const Json& in = network["network"];
+        std::string plugins;
+        for (const auto& type : in.value("plugins", Json::array()))
+          if (type.is_string()) plugins += (plugins.empty() ? "" : ", ") + type.get<std::string>();
+        std::cout << "\nCNI network: " << in.value("name", "") << " (" << in.value("path", "")
+                  << "), cniVersion " << in.value("cniVersion", "") << ", plugins: " << plugins
+                  << "\n";
+      } else if (network.is_object()) {
+        std::cout << "\nCNI network: none in " << network.value("confDir", "") << "\n";
+      }
+    }
     return 0;
   }
   // As crictl: the status, then each verbose info entry decoded from its JSON text.

@@ -66,29 +66,6 @@ pid_t parsePidFile(std::string_view text) {
   return value > 0 && value <= kMaxPid ? static_cast<pid_t>(value) : 0;
 }
 
-// A file in memory holding `bytes`, positioned at its start: the stdin of a runtime.
-UniqueFd bufferInMemory(std::string_view bytes, std::string& error) {
-  UniqueFd file(memfd_create("oci-runtime-input", MFD_CLOEXEC));
-  if (!file.valid()) {
-    error = fmt::format("memfd_create: {}", std::strerror(errno));
-    return file;
-  }
-  while (!bytes.empty()) {
-    const ssize_t n = ::write(file.get(), bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      error = fmt::format("writing to a memfd: {}", std::strerror(n < 0 ? errno : EIO));
-      return UniqueFd();
-    }
-    bytes.remove_prefix(static_cast<size_t>(n));
-  }
-  if (lseek(file.get(), 0, SEEK_SET) != 0) {
-    error = fmt::format("lseek on a memfd: {}", std::strerror(errno));
-    return UniqueFd();
-  }
-  return file;
-}
-
 std::string invalidIdMessage(std::string_view id) {
   return fmt::format(
       "container id \"{}\" is not one the OCI runtime accepts (letters, digits, "

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -87,6 +88,28 @@ class RuntimeCall::OutputPipe {
   loop::HandlePtr<loop::Poll> watch_;
 };
 
+UniqueFd bufferInMemory(std::string_view bytes, std::string& error) {
+  UniqueFd file(memfd_create("oci-runtime-input", MFD_CLOEXEC));
+  if (!file.valid()) {
+    error = fmt::format("memfd_create: {}", std::strerror(errno));
+    return file;
+  }
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(file.get(), bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      error = fmt::format("writing to a memfd: {}", std::strerror(n < 0 ? errno : EIO));
+      return UniqueFd();
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  if (lseek(file.get(), 0, SEEK_SET) != 0) {
+    error = fmt::format("lseek on a memfd: {}", std::strerror(errno));
+    return UniqueFd();
+  }
+  return file;
+}
+
 RuntimeCall::RuntimeCall(std::function<void(RuntimeOutcome)> done) : done_(std::move(done)) {}
 
 RuntimeCall::~RuntimeCall() {
@@ -133,10 +156,13 @@ std::unique_ptr<RuntimeCall> RuntimeCall::start(loop::Loop& loop, RuntimeInvocat
   } else if (invocation.stderrFd >= 0) {
     options.fds.emplace_back(invocation.stderrFd, 2);
   }
-  raw->log_ = OutputPipe::open(
-      loop, [raw](std::string_view bytes) { raw->logScanner_.feed(bytes); }, error);
-  if (!raw->log_) return notStarted(error);
-  options.fds.emplace_back(raw->log_->writeEnd(), kRuntimeLogFd);
+  if (invocation.runtimeLog) {
+    raw->log_ = OutputPipe::open(
+        loop, [raw](std::string_view bytes) { raw->logScanner_.feed(bytes); }, error);
+    if (!raw->log_) return notStarted(error);
+    options.fds.emplace_back(raw->log_->writeEnd(), kRuntimeLogFd);
+  }
+  options.env = std::move(invocation.env);
 
   raw->startNs_ = uv_hrtime();
   raw->child_ = loop::ChildProcess::spawn(

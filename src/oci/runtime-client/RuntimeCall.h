@@ -1,4 +1,5 @@
-// One run of the OCI runtime binary, on the loop: started in a process group of its own, its
+// One run of the OCI runtime binary (or of another helper that speaks through stdio and its exit
+// status, such as a CNI plugin), on the loop: started in a process group of its own, its
 // stdout and stderr read through pipes (bounded), its JSON log read through a third pipe and
 // scanned for the error, and a deadline after which the whole group is killed. Nothing here
 // blocks: the exit arrives through a pidfd, output through readiness callbacks.
@@ -15,6 +16,7 @@
 #include "loop/Loop.h"
 #include "loop/Timer.h"
 #include "oci/runtime-client/RuntimeLogScanner.h"
+#include "state/UniqueFd.h"
 
 namespace monocri::oci {
 
@@ -37,6 +39,10 @@ struct RuntimeInvocation {
   // More stdout than this is a broken runtime: it is killed and the call fails.
   size_t stdoutLimit = 64 * 1024;
   uint64_t deadlineMs = 30'000;
+  // The runtime's JSON log pipe at kRuntimeLogFd; a helper without one (a CNI plugin) runs
+  // without it.
+  bool runtimeLog = true;
+  std::vector<std::string> env;  // empty: the daemon's environment
 };
 
 struct RuntimeOutcome {
@@ -58,6 +64,10 @@ struct RuntimeOutcome {
 
   bool succeeded() const { return end == End::kExited && !exit.signaled && exit.code == 0; }
 };
+
+// A file in memory holding `bytes`, positioned at its start: a helper's stdin, with no pipe to
+// feed and no temp file.
+state::UniqueFd bufferInMemory(std::string_view bytes, std::string& error);
 
 class RuntimeCall {
  public:
