@@ -3,9 +3,11 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -24,6 +26,7 @@ constexpr const char* kPodInterface = "eth0";
 constexpr size_t kMaxCacheRecordBytes = 4 << 20;
 constexpr uint64_t kRescanDelayMs = 100;   // a burst of writes to the dir is one rescan
 constexpr uint64_t kRescanPollMs = 5'000;  // when the dir cannot be watched
+constexpr uint64_t kRescanWhileNotReadyMs = 1'000;
 
 std::vector<std::string> splitCidrs(const std::string& cidrs) {
   std::vector<std::string> out;
@@ -99,7 +102,8 @@ void PodNetwork::shutdown() {
 }
 
 void PodNetwork::rescan() {
-  cni::ConfigDirScan scan = cni::scanConfigDir(options_.confDir);
+  lastScanMs_ = loop_.nowMs();
+  cni::ConfigDirScan scan = cni::scanConfigDir(options_.confDir, &options_.pluginDirs);
   const bool changed =
       scan.chosen.has_value() != config_.has_value() ||
       (scan.chosen && (scan.chosen->path != config_->path || scan.chosen->raw != config_->raw));
@@ -133,12 +137,21 @@ std::string PodNetwork::setPodCidr(const std::string& cidr) {
   return {};
 }
 
-NetworkReadiness PodNetwork::readiness() const {
+NetworkReadiness PodNetwork::readiness() {
+  // Plugin binaries are not watched: while nothing is usable, kubelet's Status calls (every few
+  // seconds) look again, so that a plugin installed after its config is found.
+  if (!config_ && loop_.nowMs() - lastScanMs_ >= kRescanWhileNotReadyMs) rescan();
   if (config_) return NetworkReadiness{true, "", ""};
   std::string message = fmt::format("no valid CNI network config in {}", options_.confDir);
   if (!scanError_.empty()) message += ": " + scanError_;
-  if (!rejected_.empty())
-    message += fmt::format(" ({} passed over: {})", rejected_.size(), rejected_.front());
+  // Each file passed over and why, the last ones first (a provider's file sorts late), a few.
+  constexpr size_t kShown = 4;
+  std::vector<std::string> shown(rejected_.rbegin(),
+                                 rejected_.rbegin() + std::min(rejected_.size(), kShown));
+  if (!shown.empty()) {
+    message += fmt::format(" ({} passed over: {}{})", rejected_.size(), fmt::join(shown, "; "),
+                           rejected_.size() > kShown ? "; ..." : "");
+  }
   message +=
       "; pods other than host-network ones cannot start until a network provider "
       "installs one";

@@ -71,7 +71,7 @@ class PodNetwork {
   std::string setPodCidr(const std::string& cidr);
   const std::string& podCidr() const { return podCidr_; }
 
-  NetworkReadiness readiness() const;
+  NetworkReadiness readiness();
   // The config in use, files passed over and why, plugin dirs: `monoctl info`.
   nlohmann::json info() const;
 
@@ -108,6 +108,7 @@ class PodNetwork {
   std::optional<cni::NetworkConfigList> config_;
   std::vector<std::string> rejected_;
   std::string scanError_;
+  uint64_t lastScanMs_ = 0;
   loop::HandlePtr<loop::FsWatch> watch_;
   loop::HandlePtr<loop::Timer> rescanTimer_;
   uint64_t nextChainId_ = 0;

@@ -327,7 +327,11 @@ def test_check_after_a_restart_reports_a_broken_attachment(tmp_path, registry, b
 
 
 def test_no_valid_config_means_not_ready_and_a_clear_error_until_one_comes(tmp_path, registry):
-    d = pulled_daemon(tmp_path, registry, cni={"05-broken.conflist": '{"cniVersion": "1.0.0",'})
+    plugins = tmp_path / "bin"  # plugins the test installs, before Debian's
+    plugins.mkdir()
+    d = pulled_daemon(tmp_path, registry, cni={"05-broken.conflist": '{"cniVersion": "1.0.0",'},
+                      extra_args=["--cni-plugin-dir", str(plugins), "--cni-plugin-dir",
+                                  PLUGIN_DIR])
     net = Net(tmp_path)
     try:
         condition, info = network_condition(d)
@@ -345,20 +349,39 @@ def test_no_valid_config_means_not_ready_and_a_clear_error_until_one_comes(tmp_p
         assert pod_status(d, host_pod)[0].network.ip == "" and cache_records(d) == []
         remove_pod(d, host_pod)
 
-        # A network provider installs its config: the watch sees it.
-        missing = dict(net.conflist, plugins=[net.conflist["plugins"][0],
-                                              {"type": "no-such-plugin"}])
+        # A network provider writes its config (the watch sees it), naming a plugin that is
+        # not installed yet: still not ready, and the reason names the plugin.
+        with_extra = dict(net.conflist, plugins=[net.conflist["plugins"][0],
+                                                 {"type": "extra-plugin"}])
         with open(os.path.join(d.cni_conf_dir, "10-podnet.conflist.tmp"), "w") as f:
-            json.dump(missing, f)
+            json.dump(with_extra, f)
         os.rename(os.path.join(d.cni_conf_dir, "10-podnet.conflist.tmp"),
                   os.path.join(d.cni_conf_dir, "10-podnet.conflist"))
         deadline = time.monotonic() + 10
-        while not network_condition(d)[0].status and time.monotonic() < deadline:
+        while "extra-plugin" not in network_condition(d)[0].message and \
+                time.monotonic() < deadline:
             time.sleep(0.05)
+        condition = network_condition(d)[0]
+        assert condition.status is False
+        assert "plugin 'extra-plugin' is not in the plugin directories" in condition.message
+        assert str(plugins) in condition.message, condition.message
+
+        # Then it installs the plugin (the loopback one, under another name): the next Status
+        # finds it, and pods get their network.
+        os.symlink(os.path.join(PLUGIN_DIR, "loopback"), plugins / "extra-plugin")
+        deadline = time.monotonic() + 10
+        while not network_condition(d)[0].status and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert network_condition(d)[0].status is True
+        pod = run_pod(d, pod_config(d, tmp_path, "ok"))
+        assert pod_status(d, pod)[0].network.ip
+        remove_pod(d, pod)
+
+        # A plugin removed while in use: ADD fails, naming it; the bridge's part is undone.
+        (plugins / "extra-plugin").unlink()
         error = rpc_error(lambda: run_pod(d, pod_config(d, tmp_path, "missing")))
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error
-        assert "'no-such-plugin'" in error.details() and PLUGIN_DIR in error.details()
+        assert "'extra-plugin'" in error.details() and str(plugins) in error.details()
         assert net.allocated() == set(), "the bridge's ADD was undone"
         assert veths_on(net.bridge) == []
         assert len(call(d, "ListPodSandbox", api_pb2.ListPodSandboxRequest(),

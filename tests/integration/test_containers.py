@@ -30,13 +30,15 @@ def registry():
         yield r
 
 
-def pulled_daemon(directory, registry, **kwargs):
+def pulled_daemon(directory, registry, extra_args=(), **kwargs):
     """A started daemon using the test registry, with the busybox image pulled (`d.image`) and
-    a cgroup parent under this test's own cgroups. `kwargs` go to Daemon (keeper, config...)."""
+    a cgroup parent under this test's own cgroups. `extra_args` are more flags; `kwargs` go to
+    Daemon (keeper, config, cni...)."""
     conf = directory / "registries.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(f'[[registry]]\nlocation = "{registry.address}"\ninsecure = true\n')
-    d = Daemon(str(directory / "d"), args=["--registries-conf", str(conf)], **kwargs).start()
+    d = Daemon(str(directory / "d"), args=["--registries-conf", str(conf), *extra_args],
+               **kwargs).start()
     d.image = f"{registry.address}/test/busybox:1"
     with d.channel() as channel:
         unary(channel, IMAGE + "PullImage",

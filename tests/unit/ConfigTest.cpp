@@ -168,6 +168,29 @@ TEST_F(ConfigTest, ShippedConfigFileStatesTheDefaults) {
   EXPECT_EQ(shipped.streamTlsCert, defaults.streamTlsCert);
   EXPECT_EQ(shipped.streamTlsKey, defaults.streamTlsKey);
   EXPECT_EQ(shipped.streamTlsCa, defaults.streamTlsCa);
+  EXPECT_EQ(shipped.cniConfDir, defaults.cniConfDir);
+  EXPECT_EQ(shipped.cniPluginDirs, defaults.cniPluginDirs);
+}
+
+TEST_F(ConfigTest, CniKeys) {
+  Config config;
+  ASSERT_EQ(parseConfig("cni_conf_dir = \"/etc/cni/other.d\"\n"
+                        "cni_plugin_dirs = [\"/opt/cni/bin\", \"/srv/cni\"]\n",
+                        "t", config),
+            "");
+  EXPECT_EQ(config.cniConfDir, "/etc/cni/other.d");
+  EXPECT_EQ(config.cniPluginDirs, (std::vector<std::string>{"/opt/cni/bin", "/srv/cni"}));
+  EXPECT_NE(parseConfig("cni_conf_dir = \"net.d\"\n", "t", config)
+                .find("'cni_conf_dir' must be an absolute path"),
+            std::string::npos);
+  EXPECT_NE(parseConfig("cni_plugin_dirs = [\"bin\"]\n", "t", config)
+                .find("'cni_plugin_dirs' must hold absolute paths"),
+            std::string::npos);
+  ConfigOverrides overrides;
+  overrides.cniPluginDirs = std::vector<std::string>{"/a"};
+  Config defaults;
+  ASSERT_EQ(applyOverrides(overrides, defaults), "");
+  EXPECT_EQ(defaults.cniPluginDirs, std::vector<std::string>{"/a"});
 }
 
 TEST_F(ConfigTest, StreamTlsKeys) {

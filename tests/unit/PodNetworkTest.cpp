@@ -78,6 +78,9 @@ TEST_F(PodNetworkTest, ABrokenFileIsPassedOverWithItsReason) {
 }
 
 TEST_F(PodNetworkTest, TheFirstValidFileIsTheNetwork) {
+  std::filesystem::create_directories(dir_ + "/bin");
+  std::ofstream(dir_ + "/bin/loopback") << "#!/bin/sh\n";
+  std::filesystem::permissions(dir_ + "/bin/loopback", std::filesystem::perms::owner_all);
   write("10-broken.conflist", "not json");
   write("20-pods.conflist",
         R"({"cniVersion": "1.0.0", "name": "pods", "plugins": [{"type": "loopback"}]})");
@@ -89,6 +92,18 @@ TEST_F(PodNetworkTest, TheFirstValidFileIsTheNetwork) {
   EXPECT_EQ(info["network"]["name"], "pods");
   EXPECT_EQ(info["network"]["path"], options_.confDir + "/20-pods.conflist");
   EXPECT_EQ(info["passedOver"].size(), 1u);
+}
+
+TEST_F(PodNetworkTest, AListWhosePluginIsMissingIsNotReadyAndSaysWhich) {
+  write("10-pods.conflist",
+        R"({"cniVersion": "1.0.0", "name": "pods", "plugins": [{"type": "loopback"}]})");
+  PodNetwork network(loop_, options_);
+  network.start();
+  const NetworkReadiness readiness = network.readiness();
+  EXPECT_FALSE(readiness.ready);
+  EXPECT_NE(readiness.message.find("plugin 'loopback' is not in the plugin directories"),
+            std::string::npos)
+      << readiness.message;
 }
 
 }  // namespace

@@ -242,7 +242,7 @@ std::string networkConfigFromJson(const nlohmann::json& raw, bool isList, Networ
   return fromJson(raw, isList, "", out);
 }
 
-ConfigDirScan scanConfigDir(const std::string& dir) {
+ConfigDirScan scanConfigDir(const std::string& dir, const std::vector<std::string>* pluginDirs) {
   ConfigDirScan scan;
   DIR* handle = opendir(dir.c_str());
   if (handle == nullptr) {
@@ -280,6 +280,19 @@ ConfigDirScan scanConfigDir(const std::string& dir) {
     const std::string error = parseNetworkConfig(bytes, path, isList, list);
     if (!error.empty()) {
       scan.rejected.push_back(error);  // already "path: why"
+      continue;
+    }
+    std::string missing;
+    for (size_t i = 0; pluginDirs != nullptr && i < list.plugins.size() && missing.empty(); ++i) {
+      const std::string type = list.plugins[i].value("type", "");
+      if (findPlugin(type, *pluginDirs).empty()) missing = type;
+    }
+    if (!missing.empty()) {
+      std::string dirs;
+      for (const auto& pluginDir : *pluginDirs)
+        dirs += (dirs.empty() ? "" : ", ") + pluginDir;
+      scan.rejected.push_back(fmt::format("{}: plugin '{}' is not in the plugin directories ({})",
+                                          path, missing, dirs));
       continue;
     }
     scan.chosen = std::move(list);

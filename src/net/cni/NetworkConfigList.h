@@ -39,8 +39,11 @@ struct ConfigDirScan {
 };
 
 // *.conflist, *.conf and *.json files of `dir` (regular files, at most 1 MiB each; others are
-// ignored), in lexical order of their names, as libcni and kubelet's dockershim chose.
-ConfigDirScan scanConfigDir(const std::string& dir);
+// ignored), in lexical order of their names, as libcni and kubelet's dockershim chose. With
+// `pluginDirs`, a list naming a plugin that none of them holds is passed over too (as CRI-O's
+// ocicni validates a network before using it).
+ConfigDirScan scanConfigDir(const std::string& dir,
+                            const std::vector<std::string>* pluginDirs = nullptr);
 
 // CHECK exists from 0.4.0 on.
 bool versionHasCheck(const std::string& cniVersion);

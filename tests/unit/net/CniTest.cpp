@@ -306,6 +306,28 @@ TEST(CniConfigDir, EmptyAndMissingDirectories) {
   EXPECT_EQ(scan.rejected[0], dir.path() + "/only.conflist: no \"cniVersion\"");
 }
 
+TEST(CniConfigDir, WithPluginDirsAListNamingAMissingPluginIsPassedOver) {
+  TempDir dir, bin;
+  bin.write("bridge", "#!/bin/sh\n", 0755);
+  dir.write("10-needs-tuning.conflist",
+            R"({"cniVersion": "1.0.0", "name": "a", "plugins": [{"type": "bridge"},
+                {"type": "tuning"}]})");
+  dir.write("20-bridge.conflist",
+            R"({"cniVersion": "1.0.0", "name": "b", "plugins": [{"type": "bridge"}]})");
+  const std::vector<std::string> pluginDirs = {bin.path()};
+  ConfigDirScan scan = scanConfigDir(dir.path(), &pluginDirs);
+  ASSERT_TRUE(scan.chosen.has_value());
+  EXPECT_EQ(scan.chosen->name, "b");
+  ASSERT_EQ(scan.rejected.size(), 1u);
+  EXPECT_EQ(scan.rejected[0], dir.path() +
+                                  "/10-needs-tuning.conflist: plugin 'tuning' is not in "
+                                  "the plugin directories (" +
+                                  bin.path() + ")");
+  scan = scanConfigDir(dir.path());  // without plugin dirs: the first list, unchecked
+  ASSERT_TRUE(scan.chosen.has_value());
+  EXPECT_EQ(scan.chosen->name, "a");
+}
+
 // ---- plugin lookup ----
 
 TEST(CniFindPlugin, FirstDirectoryWithAnExecutableRegularFile) {
