@@ -161,22 +161,28 @@ PodManager::PodManager(loop::Loop& loop, PodManagerOptions options, net::PodNetw
 
 PodManager::~PodManager() = default;
 
-Status PodManager::persist(const PodSandbox& pod) {
+Status PodManager::persistConfig(const PodSandbox& pod) {
   const std::string dir = podDir(options_.stateRoot, pod.id);
   if (std::string error = state::makeDirectories(dir, 0700); !error.empty()) {
     return Status(StatusCode::kInternal, error);
   }
+  std::string config;
+  if (!pod.config.SerializeToString(&config)) {
+    return Status(StatusCode::kInternal, "cannot encode the pod config");
+  }
+  if (std::string error = state::writeFileAtomically(dir + "/config.pb", config, 0600,
+                                                     state::Durability::kProcessCrash);
+      !error.empty()) {
+    return Status(StatusCode::kInternal, error);
+  }
+  return Status::ok();
+}
+
+Status PodManager::persist(const PodSandbox& pod) {
+  const std::string dir = podDir(options_.stateRoot, pod.id);
   // Kubelet's config never changes after RunPodSandbox: written once.
   if (!std::filesystem::exists(dir + "/config.pb")) {
-    std::string config;
-    if (!pod.config.SerializeToString(&config)) {
-      return Status(StatusCode::kInternal, "cannot encode the pod config");
-    }
-    if (std::string error = state::writeFileAtomically(dir + "/config.pb", config, 0600,
-                                                       state::Durability::kProcessCrash);
-        !error.empty()) {
-      return Status(StatusCode::kInternal, error);
-    }
+    if (Status s = persistConfig(pod); !s.isOk()) return s;
   }
   nlohmann::json record = {
       {"id", pod.id},
@@ -413,33 +419,15 @@ void PodManager::run(const v1::PodSandboxConfig& config, const std::string& runt
     gethostname(buffer, sizeof(buffer) - 1);
     if (hostname.empty() || ref.networkMode == v1::NODE) hostname = buffer;
   }
-  for (const auto& dir : {ref.runDir, ref.runDir + "/ns", ref.runDir + "/shm"}) {
+  for (const auto& dir : {ref.runDir, ref.runDir + "/ns"}) {
     if (std::string error = state::makeDirectories(dir, 0711); !error.empty()) {
       return fail(Status(StatusCode::kInternal, error));
     }
   }
-  for (const auto& [path, contents] : {std::pair{ref.hostnamePath(), hostname + "\n"},
-                                       {ref.hostsPath(), hosts},
-                                       {ref.resolvConfPath(), resolvConf}}) {
-    // Under the run dir, which a reboot empties: no fsync.
-    if (std::string error =
-            state::writeFileAtomically(path, contents, 0644, state::Durability::kProcessCrash);
-        !error.empty()) {
-      return fail(Status(StatusCode::kInternal, error));
-    }
-  }
-  if (ref.ipcMode != v1::NODE) {
-    if (Status s = mountPodShm(ref.runDir + "/shm", options_.shmSizeBytes); !s.isOk()) {
-      return fail(s);
-    }
-    ref.shmMounted = true;
-  }
-  if (!logDirectory.empty()) {
-    if (std::string error = state::makeDirectories(logDirectory, 0755); !error.empty()) {
-      return fail(Status(StatusCode::kInternal, error));
-    }
-  }
 
+  // The namespaces first: making a network namespace is the slow part of a pod, and while a
+  // worker's child makes them the loop writes the pod's files (below), on the other CPU.
+  auto prepared = std::make_shared<Status>();
   PodNamespaces::PinRequest pin;
   pin.dir = ref.runDir + "/ns";
   pin.net = ref.networkMode != v1::NODE;
@@ -447,67 +435,101 @@ void PodManager::run(const v1::PodSandboxConfig& config, const std::string& runt
   pin.ipc = ref.ipcMode != v1::NODE;
   pin.hostname = pin.uts ? hostname : std::string();
   pin.sysctls = std::move(sysctls);
-  namespaces_.pin(pin, [this, id, key, fail, alive = lifetime_.watch()](Status status) mutable {
-    if (alive.expired()) return;
-    if (!status.isOk()) return fail(status);
-    auto it = pods_.find(id);
-    if (it == pods_.end()) return;
-    PodSandbox& pod = *it->second;
-    auto ready = [this, id, key, fail](Status status) {
-      auto it = pods_.find(id);
-      if (it == pods_.end()) return;
-      if (!status.isOk()) return fail(status);
-      PodSandbox& pod = *it->second;
-      pod.state = PodState::kReady;
-      if (Status s = persist(pod); !s.isOk()) return fail(s);
-      spdlog::info("pod {} ({}/{}) is ready", id, pod.config.metadata().namespace_(),
-                   pod.config.metadata().name());
-      finishRun(key, Status::ok(), id);
-    };
-    auto startPidNamespace = [this, id, ready] {
-      auto it = pods_.find(id);
-      if (it == pods_.end()) return;
-      if (it->second->pidMode != v1::POD) return ready(Status::ok());
-      namespaces_.startPidNamespace(
-          it->second->runDir + "/init.pid",
-          [this, id, ready, alive = lifetime_.watch()](Status status, pid_t pid) {
-            if (alive.expired()) return;
-            auto it = pods_.find(id);
-            if (it != pods_.end() && status.isOk()) {
-              it->second->initPid = pid;
-              it->second->initStartTicks = startTicksOf(pid);
-              watchInit(*it->second, true);
-            }
-            ready(status);
-          });
-    };
-    if (pod.networkMode == v1::NODE) return startPidNamespace();
-    net::PodAttachRequest attach;
-    attach.podId = id;
-    attach.netnsPath = pod.netnsPath();
-    attach.name = pod.config.metadata().name();
-    attach.namespace_ = pod.config.metadata().namespace_();
-    attach.uid = pod.config.metadata().uid();
-    attach.annotations.insert(pod.config.annotations().begin(), pod.config.annotations().end());
-    for (const auto& port : pod.config.port_mappings()) {
-      if (port.host_port() <= 0) continue;  // kubelet sends every container port
-      const char* protocol = port.protocol() == v1::UDP    ? "udp"
-                             : port.protocol() == v1::SCTP ? "sctp"
-                                                           : "tcp";
-      attach.portMappings.push_back(
-          {port.host_port(), port.container_port(), protocol, port.host_ip()});
+  namespaces_.pin(
+      pin, [this, id, key, fail, prepared, alive = lifetime_.watch()](Status status) mutable {
+        if (alive.expired()) return;
+        if (!status.isOk()) return fail(status);
+        if (!prepared->isOk()) return fail(*prepared);
+        auto it = pods_.find(id);
+        if (it == pods_.end()) return;
+        PodSandbox& pod = *it->second;
+        auto ready = [this, id, key, fail](Status status) {
+          auto it = pods_.find(id);
+          if (it == pods_.end()) return;
+          if (!status.isOk()) return fail(status);
+          PodSandbox& pod = *it->second;
+          pod.state = PodState::kReady;
+          if (Status s = persist(pod); !s.isOk()) return fail(s);
+          spdlog::info("pod {} ({}/{}) is ready", id, pod.config.metadata().namespace_(),
+                       pod.config.metadata().name());
+          finishRun(key, Status::ok(), id);
+        };
+        auto startPidNamespace = [this, id, ready] {
+          auto it = pods_.find(id);
+          if (it == pods_.end()) return;
+          if (it->second->pidMode != v1::POD) return ready(Status::ok());
+          namespaces_.startPidNamespace(
+              it->second->runDir + "/init.pid",
+              [this, id, ready, alive = lifetime_.watch()](Status status, pid_t pid) {
+                if (alive.expired()) return;
+                auto it = pods_.find(id);
+                if (it != pods_.end() && status.isOk()) {
+                  it->second->initPid = pid;
+                  it->second->initStartTicks = startTicksOf(pid);
+                  watchInit(*it->second, true);
+                }
+                ready(status);
+              });
+        };
+        if (pod.networkMode == v1::NODE) return startPidNamespace();
+        net::PodAttachRequest attach;
+        attach.podId = id;
+        attach.netnsPath = pod.netnsPath();
+        attach.name = pod.config.metadata().name();
+        attach.namespace_ = pod.config.metadata().namespace_();
+        attach.uid = pod.config.metadata().uid();
+        attach.annotations.insert(pod.config.annotations().begin(), pod.config.annotations().end());
+        for (const auto& port : pod.config.port_mappings()) {
+          if (port.host_port() <= 0) continue;  // kubelet sends every container port
+          const char* protocol = port.protocol() == v1::UDP    ? "udp"
+                                 : port.protocol() == v1::SCTP ? "sctp"
+                                                               : "tcp";
+          attach.portMappings.push_back(
+              {port.host_port(), port.container_port(), protocol, port.host_ip()});
+        }
+        network_.attach(attach, [this, id, fail, startPidNamespace, alive = lifetime_.watch()](
+                                    Status status, net::PodAttachment attachment) {
+          if (alive.expired()) return;
+          auto it = pods_.find(id);
+          if (it == pods_.end()) return;
+          if (!status.isOk()) return fail(status);
+          it->second->networkName = std::move(attachment.networkName);
+          it->second->podIps = std::move(attachment.ips);
+          startPidNamespace();
+        });
+      });
+  if (pods_.find(id) == pods_.end()) return;  // the pin failed at once, and the pod with it
+  *prepared = prepareFiles(ref, hostname, hosts, resolvConf);
+}
+
+Status PodManager::prepareFiles(PodSandbox& pod, const std::string& hostname,
+                                const std::string& hosts, const std::string& resolvConf) {
+  if (std::string error = state::makeDirectories(pod.runDir + "/shm", 0711); !error.empty()) {
+    return Status(StatusCode::kInternal, error);
+  }
+  for (const auto& [path, contents] : {std::pair{pod.hostnamePath(), hostname + "\n"},
+                                       {pod.hostsPath(), hosts},
+                                       {pod.resolvConfPath(), resolvConf}}) {
+    // Under the run dir, which a reboot empties: no fsync.
+    if (std::string error =
+            state::writeFileAtomically(path, contents, 0644, state::Durability::kProcessCrash);
+        !error.empty()) {
+      return Status(StatusCode::kInternal, error);
     }
-    network_.attach(attach, [this, id, fail, startPidNamespace, alive = lifetime_.watch()](
-                                Status status, net::PodAttachment attachment) {
-      if (alive.expired()) return;
-      auto it = pods_.find(id);
-      if (it == pods_.end()) return;
-      if (!status.isOk()) return fail(status);
-      it->second->networkName = std::move(attachment.networkName);
-      it->second->podIps = std::move(attachment.ips);
-      startPidNamespace();
-    });
-  });
+  }
+  if (pod.ipcMode != v1::NODE) {
+    if (Status s = mountPodShm(pod.runDir + "/shm", options_.shmSizeBytes); !s.isOk()) return s;
+    pod.shmMounted = true;
+  }
+  const std::string& logDirectory = pod.config.log_directory();
+  if (!logDirectory.empty()) {
+    if (std::string error = state::makeDirectories(logDirectory, 0755); !error.empty()) {
+      return Status(StatusCode::kInternal, error);
+    }
+  }
+  // The record's first part (kubelet's config): a pod without pod.json is an unfinished one,
+  // which a restarted daemon removes.
+  return persistConfig(pod);
 }
 
 void PodManager::finishRun(const std::string& key, Status status, const std::string& id) {

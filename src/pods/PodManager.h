@@ -65,6 +65,10 @@ class PodManager {
   void finishRun(const std::string& key, grpc::Status status, const std::string& id);
   void undo(PodSandbox& pod);
   grpc::Status persist(const PodSandbox& pod);
+  grpc::Status persistConfig(const PodSandbox& pod);
+  // The pod's files, /dev/shm, log directory and config record, made while its namespaces are.
+  grpc::Status prepareFiles(PodSandbox& pod, const std::string& hostname, const std::string& hosts,
+                            const std::string& resolvConf);
   void killInit(PodSandbox& pod);
   bool initAlive(const PodSandbox& pod) const;
   void watchInit(const PodSandbox& pod, bool startedByUs);

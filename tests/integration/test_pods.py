@@ -308,12 +308,15 @@ def test_list_filters(daemon):
      grpc.StatusCode.INVALID_ARGUMENT, "dns_config"),
     (pod_config(log_directory="relative/logs"), grpc.StatusCode.INVALID_ARGUMENT,
      "not an absolute path"),
+    # Made while the namespaces are: they are undone when it fails.
+    (pod_config(log_directory="/proc/version/logs"), grpc.StatusCode.INTERNAL,
+     "/proc/version"),
     (pod_config(linux=api_pb2.LinuxPodSandboxConfig(
         security_context=api_pb2.LinuxSandboxSecurityContext(
             namespace_options=api_pb2.NamespaceOption(pid=api_pb2.TARGET)))),
      grpc.StatusCode.INVALID_ARGUMENT, "TARGET"),
 ], ids=["no-name", "slash", "hostname", "sysctl", "host-net-sysctl", "unknown-sysctl", "dns",
-        "log-dir", "pid-target"])
+        "log-dir", "log-dir-under-a-file", "pid-target"])
 def test_bad_pod_configs_fail_cleanly(daemon, config, code, words):
     error = error_of(lambda: run_pod(daemon, config))
     assert error.code() == code, error.details()
