@@ -73,6 +73,7 @@ bench: deps build
 	build/bin/bench-grpc-version
 	tests/harness/in-namespace /usr/bin/python3 bench/image_pull_bench.py
 	tests/harness/in-namespace /usr/bin/python3 bench/pod_start_bench.py
+	tests/harness/in-namespace /usr/bin/python3 bench/cni_pod_bench.py
 	tests/harness/in-namespace /usr/bin/python3 bench/density_bench.py --counts 100,500
 	tests/harness/in-namespace /usr/bin/python3 bench/log_throughput_bench.py
 	tests/harness/in-namespace /usr/bin/python3 bench/log_throughput_bench.py --journal off
