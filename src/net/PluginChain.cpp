@@ -1,8 +1,8 @@
 #include "net/PluginChain.h"
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "net/cni/CniResult.h"
@@ -89,29 +89,28 @@ std::unique_ptr<PluginChain> PluginChain::start(loop::Loop& loop, PluginChainReq
 
 void PluginChain::runNext() {
   const auto& plugins = request_.list.plugins;
-  if (step_ == plugins.size()) {
+  // DEL after an ADD that failed part-way undoes only the plugins it got to.
+  const size_t count = request_.command == CniCommand::kDel
+                           ? std::min(plugins.size(), request_.reached)
+                           : plugins.size();
+  if (step_ == count) {
     if (request_.command == CniCommand::kAdd) outcome_.result = previous_;
     return finish(Status::ok());
   }
-  const size_t index = request_.command == CniCommand::kDel ? plugins.size() - 1 - step_ : step_;
+  const size_t index = request_.command == CniCommand::kDel ? count - 1 - step_ : step_;
   const std::string type = plugins[index].value("type", "");
   const std::string binary = cni::findPlugin(type, request_.pluginDirs);
-  if (binary.empty() && request_.command == CniCommand::kDel) {
-    // A plugin that is not there has nothing to undo here (it never ran, or was removed with
-    // whatever it made): its absence must not keep the others' DEL from releasing addresses.
-    spdlog::warn("CNI DEL of {}: plugin '{}' of network '{}' is not installed; passed over",
-                 request_.containerId, type, request_.list.name);
-    ++step_;
-    return runNext();
-  }
+  // A DEL missing a plugin fails too, as libcni's: what that plugin made (an address in its
+  // own store) would be lost with the cache record. The record stays, and DEL is tried again.
   if (binary.empty()) {
     std::string dirs;
     for (const auto& dir : request_.pluginDirs)
       dirs += (dirs.empty() ? "" : ", ") + dir;
     return finish(Status(StatusCode::kFailedPrecondition,
-                         fmt::format("CNI plugin '{}' of network '{}' ({}) is not in the plugin "
-                                     "directories ({}): install it or set cni_plugin_dirs",
-                                     type, request_.list.name, request_.list.path, dirs)));
+                         fmt::format("CNI plugin '{}' ({}) of network '{}' ({}) is not in the "
+                                     "plugin directories ({}): install it or set cni_plugin_dirs",
+                                     type, cniCommandName(request_.command), request_.list.name,
+                                     request_.list.path, dirs)));
   }
   const nlohmann::json input = cni::pluginInput(request_.list, index, request_.runtimeConfig,
                                                 previous_.is_null() ? nullptr : &previous_);
@@ -127,6 +126,7 @@ void PluginChain::runNext() {
   invocation.runtimeLog = false;
   invocation.env = env_;
   ++outcome_.pluginRuns;
+  outcome_.reached = step_ + 1;
   running_ = oci::RuntimeCall::start(
       loop_, std::move(invocation),
       [this, index, alive = lifetime_.watch()](oci::RuntimeOutcome outcome) {

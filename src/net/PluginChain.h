@@ -37,6 +37,9 @@ struct PluginChainRequest {
   std::vector<std::pair<std::string, std::string>> args;  // CNI_ARGS
   cni::RuntimeConfig runtimeConfig;
   nlohmann::json cachedResult;  // DEL and CHECK: the ADD's result (null if unknown)
+  // DEL: only the first `reached` plugins of the list (those an ADD that failed got to);
+  // npos: all.
+  size_t reached = std::string::npos;
   std::vector<std::string> pluginDirs;
   uint64_t pluginDeadlineMs = 60'000;
 };
@@ -46,6 +49,7 @@ struct PluginChainOutcome {
   nlohmann::json result;    // ADD: the last plugin's result
   uint64_t pluginNs = 0;    // time spent inside plugins
   unsigned pluginRuns = 0;  // plugins run
+  size_t reached = 0;       // ADD: plugins started, the failing one included
 };
 
 class PluginChain {

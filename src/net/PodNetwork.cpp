@@ -27,6 +27,7 @@ constexpr size_t kMaxCacheRecordBytes = 4 << 20;
 constexpr uint64_t kRescanDelayMs = 100;   // a burst of writes to the dir is one rescan
 constexpr uint64_t kRescanPollMs = 5'000;  // when the dir cannot be watched
 constexpr uint64_t kRescanWhileNotReadyMs = 1'000;
+constexpr uint64_t kDetachRetryMs = 30'000;  // a gone pod's failed DEL, tried again
 
 std::vector<std::string> splitCidrs(const std::string& cidrs) {
   std::vector<std::string> out;
@@ -98,6 +99,7 @@ void PodNetwork::start() {
 void PodNetwork::shutdown() {
   watch_.reset();
   rescanTimer_.reset();
+  retryTimer_.reset();
   chains_.clear();
 }
 
@@ -234,6 +236,11 @@ void PodNetwork::attach(const PodAttachRequest& request, AttachDone done) {
                     {"K8S_POD_INFRA_CONTAINER_ID", request.podId},
                     {"K8S_POD_UID", request.uid}};
   record.runtimeConfig = runtimeConfig.toJson();
+  // Checked before anything is cached: a record whose arguments cannot be passed could never
+  // be undone by DEL either.
+  if (cni::cniArgs(record.cniArgs, error); !error.empty()) {
+    return done(Status(StatusCode::kInvalidArgument, "pod metadata: " + error), {});
+  }
   const std::string path = cachePath(config_->name, request.podId);
   // Before the ADD: a crash in the middle leaves a record that DEL can undo.
   if (std::string writeError = state::writeFileAtomically(path, cni::encodeCacheRecord(record),
@@ -255,10 +262,13 @@ void PodNetwork::attach(const PodAttachRequest& request, AttachDone done) {
     if (!outcome.status.isOk()) {
       // Undo what the plugins before the failing one did (and what it did itself).
       spdlog::warn("pod {}: {}; undoing with DEL", record.containerId, outcome.status.message());
-      detachWithRecord(path, netns, [status = outcome.status, done](Status undone) {
-        if (!undone.isOk()) spdlog::warn("DEL after a failed ADD: {}", undone.message());
-        done(status, {});
-      });
+      detachWithRecord(record.containerId, path, netns, outcome.reached,
+                       [status = outcome.status, done](Status undone) {
+                         if (!undone.isOk()) {
+                           spdlog::warn("DEL after a failed ADD: {}", undone.message());
+                         }
+                         done(status, {});
+                       });
       return;
     }
     cni::Result result;
@@ -280,63 +290,23 @@ void PodNetwork::attach(const PodAttachRequest& request, AttachDone done) {
   });
 }
 
-void PodNetwork::detachWithRecord(const std::string& path, const std::string& netnsPath,
-                                  std::function<void(Status)> done) {
+namespace {
+
+// A cached ADD, with the config list it ran with: "" or why the file cannot be used.
+std::string loadCacheRecord(const std::string& path, cni::CacheRecord& record,
+                            cni::NetworkConfigList& list) {
   std::string bytes;
-  cni::CacheRecord record;
   std::string error = state::readFile(path, kMaxCacheRecordBytes, bytes);
   if (error.empty()) error = cni::decodeCacheRecord(bytes, record);
-  cni::NetworkConfigList list;
   if (error.empty()) error = cni::networkConfigFromJson(record.config, record.configIsList, list);
-  if (!error.empty()) {
-    // Nothing to run DEL with: the record is set aside rather than retried forever.
-    spdlog::warn("CNI cache record {} cannot be used ({}): renamed to .bad", path, error);
-    ::rename(path.c_str(), (path + ".bad").c_str());
-    return done(Status::ok());
-  }
-  PluginChainRequest del;
-  del.command = CniCommand::kDel;
-  del.list = std::move(list);
-  del.containerId = record.containerId;
-  del.netnsPath = netnsPath;
-  del.ifName = record.ifName;
-  del.args = record.cniArgs;
-  del.runtimeConfig = cni::runtimeConfigFromJson(record.runtimeConfig);
-  del.cachedResult = record.result;
-  runChain(std::move(del),
-           [path, id = record.containerId, done = std::move(done)](PluginChainOutcome outcome) {
-             if (!outcome.status.isOk()) return done(outcome.status);
-             if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-               spdlog::warn("remove {}: {}", path, std::strerror(errno));
-             }
-             spdlog::info("pod {}: network detached", id);
-             done(Status::ok());
-           });
+  return error;
 }
 
-void PodNetwork::detach(const std::string& podId, const std::string& netnsPath,
-                        std::function<void(Status)> done) {
-  const std::optional<std::string> path = findCache(podId);
-  if (!path) return done(Status::ok());  // never attached, or detached already
-  detachWithRecord(*path, netnsPath, std::move(done));
-}
-
-void PodNetwork::check(const std::string& podId, const std::string& netnsPath,
-                       std::function<void(Status)> done) {
-  const std::optional<std::string> path = findCache(podId);
-  if (!path) return done(Status::ok());
-  std::string bytes;
-  cni::CacheRecord record;
-  std::string error = state::readFile(*path, kMaxCacheRecordBytes, bytes);
-  if (error.empty()) error = cni::decodeCacheRecord(bytes, record);
-  cni::NetworkConfigList list;
-  if (error.empty()) error = cni::networkConfigFromJson(record.config, record.configIsList, list);
-  if (!error.empty()) return done(Status(StatusCode::kInternal, error));
-  if (!cni::versionHasCheck(list.cniVersion) || list.disableCheck || record.result.is_null()) {
-    return done(Status::ok());
-  }
+// DEL or CHECK of a cached ADD: its config, arguments, runtime config and result.
+PluginChainRequest requestFromRecord(CniCommand command, const cni::CacheRecord& record,
+                                     cni::NetworkConfigList list, const std::string& netnsPath) {
   PluginChainRequest request;
-  request.command = CniCommand::kCheck;
+  request.command = command;
   request.list = std::move(list);
   request.containerId = record.containerId;
   request.netnsPath = netnsPath;
@@ -344,7 +314,96 @@ void PodNetwork::check(const std::string& podId, const std::string& netnsPath,
   request.args = record.cniArgs;
   request.runtimeConfig = cni::runtimeConfigFromJson(record.runtimeConfig);
   request.cachedResult = record.result;
-  runChain(std::move(request),
+  return request;
+}
+
+}  // namespace
+
+void PodNetwork::detachWithRecord(const std::string& podId, const std::string& path,
+                                  const std::string& netnsPath, size_t reached,
+                                  std::function<void(Status)> done) {
+  if (auto running = detaching_.find(podId); running != detaching_.end()) {
+    running->second.push_back(std::move(done));  // one DEL per pod at a time
+    return;
+  }
+  cni::CacheRecord record;
+  cni::NetworkConfigList list;
+  if (std::string error = loadCacheRecord(path, record, list); !error.empty()) {
+    // Nothing to run DEL with: the record is set aside rather than retried forever.
+    spdlog::warn("CNI cache record {} cannot be used ({}): renamed to .bad", path, error);
+    ::rename(path.c_str(), (path + ".bad").c_str());
+    return done(Status::ok());
+  }
+  detaching_[podId].push_back(std::move(done));
+  PluginChainRequest request =
+      requestFromRecord(CniCommand::kDel, record, std::move(list), netnsPath);
+  request.reached = reached;
+  runChain(std::move(request), [this, podId, path](PluginChainOutcome outcome) {
+    if (outcome.status.isOk()) {
+      if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+        spdlog::warn("remove {}: {}", path, std::strerror(errno));
+      }
+      retries_.erase(path);
+      spdlog::info("pod {}: network detached", podId);
+    }
+    auto waiters = std::move(detaching_[podId]);
+    detaching_.erase(podId);
+    for (auto& waiter : waiters)
+      waiter(outcome.status);
+  });
+}
+
+void PodNetwork::detach(const std::string& podId, const std::string& netnsPath,
+                        std::function<void(Status)> done) {
+  const std::optional<std::string> path = findCache(podId);
+  if (!path) return done(Status::ok());  // never attached, or detached already
+  detachWithRecord(podId, *path, netnsPath, std::string::npos, std::move(done));
+}
+
+bool PodNetwork::attached(const std::string& podId) const {
+  return findCache(podId).has_value();
+}
+
+void PodNetwork::detachLater(const std::string& podId) {
+  if (const std::optional<std::string> path = findCache(podId)) {
+    retries_.insert(*path);
+    if (!retryTimer_) {
+      retryTimer_ = loop::Timer::create(loop_, "CNI DEL retry");
+      retryTimer_->start(kDetachRetryMs, kDetachRetryMs, [this] { retryDetaches(); });
+    }
+  }
+}
+
+void PodNetwork::retryDetaches() {
+  for (const auto& path : std::vector<std::string>(retries_.begin(), retries_.end())) {
+    if (access(path.c_str(), F_OK) != 0) {
+      retries_.erase(path);
+      continue;
+    }
+    // <network>-<pod id>-eth0: the pod id is in the name.
+    const std::string name = path.substr(path.rfind('/') + 1);
+    const std::string suffix = std::string("-") + kPodInterface;
+    if (name.size() < suffix.size() + 65) continue;
+    const std::string podId = name.substr(name.size() - suffix.size() - 64, 64);
+    detachWithRecord(podId, path, "", std::string::npos, [path](Status status) {
+      if (!status.isOk()) spdlog::warn("DEL of {} (tried again): {}", path, status.message());
+    });
+  }
+}
+
+void PodNetwork::check(const std::string& podId, const std::string& netnsPath,
+                       std::function<void(Status)> done) {
+  const std::optional<std::string> path = findCache(podId);
+  if (!path || detaching_.contains(podId)) return done(Status::ok());
+  cni::CacheRecord record;
+  cni::NetworkConfigList list;
+  if (std::string error = loadCacheRecord(*path, record, list); !error.empty()) {
+    return done(Status(StatusCode::kInternal, error));
+  }
+  if (!cni::versionHasCheck(list.cniVersion) || list.disableCheck || record.result.is_null()) {
+    return done(Status::ok());
+  }
+  runChain(requestFromRecord(CniCommand::kCheck, record, std::move(list), netnsPath),
            [done = std::move(done)](PluginChainOutcome outcome) { done(outcome.status); });
 }
 
@@ -352,20 +411,22 @@ void PodNetwork::collectOrphans(const std::set<std::string>& knownPods) {
   const std::string dir = options_.cacheDir + "/results";
   DIR* stream = opendir(dir.c_str());
   if (stream == nullptr) return;
-  std::vector<std::string> orphans;
+  std::vector<std::pair<std::string, std::string>> orphans;  // path, pod id
   const std::string suffix = std::string("-") + kPodInterface;
   while (const dirent* entry = readdir(stream)) {
     const std::string_view name = entry->d_name;
     // <network>-<64 hex pod id>-eth0
     if (!name.ends_with(suffix) || name.size() < suffix.size() + 65) continue;
     const std::string podId(name.substr(name.size() - suffix.size() - 64, 64));
-    if (!knownPods.contains(podId)) orphans.push_back(dir + "/" + std::string(name));
+    if (!knownPods.contains(podId)) orphans.emplace_back(dir + "/" + std::string(name), podId);
   }
   closedir(stream);
-  for (const auto& path : orphans) {
+  for (const auto& [path, podId] : orphans) {
     spdlog::info("CNI attachment {} belongs to no pod: running DEL", path);
-    detachWithRecord(path, "", [path](Status status) {
-      if (!status.isOk()) spdlog::warn("DEL of {}: {}", path, status.message());
+    detachWithRecord(podId, path, "", std::string::npos, [this, path, podId](Status status) {
+      if (status.isOk()) return;
+      spdlog::warn("DEL of {}: {}; tried again later", path, status.message());
+      detachLater(podId);
     });
   }
 }

@@ -80,9 +80,15 @@ class PodNetwork {
   // `done` reports the failure.
   void attach(const PodAttachRequest& request, AttachDone done);
   // DEL with the cached config and result; success when nothing was cached (never attached, or
-  // already detached). `netnsPath` "" when the namespace is gone.
+  // already detached). `netnsPath` "" when the namespace is gone. One DEL per pod at a time: a
+  // second call while one runs (kubelet retrying a slow stop) gets its answer.
   void detach(const std::string& podId, const std::string& netnsPath,
               std::function<void(grpc::Status)> done);
+  // For a pod that is gone although its DEL failed: DEL is tried again every so often until it
+  // succeeds (the addresses it holds would be lost otherwise).
+  void detachLater(const std::string& podId);
+  // Whether an attachment of the pod is cached (an ADD that ran, or is running).
+  bool attached(const std::string& podId) const;
   // CHECK where the cached config's version has it; ok otherwise.
   void check(const std::string& podId, const std::string& netnsPath,
              std::function<void(grpc::Status)> done);
@@ -99,8 +105,10 @@ class PodNetwork {
   std::string cachePath(const std::string& network, const std::string& podId) const;
   std::optional<std::string> findCache(const std::string& podId) const;
   void runChain(PluginChainRequest request, std::function<void(PluginChainOutcome)> done);
-  void detachWithRecord(const std::string& path, const std::string& netnsPath,
+  void detachWithRecord(const std::string& podId, const std::string& path,
+                        const std::string& netnsPath, size_t reached,
                         std::function<void(grpc::Status)> done);
+  void retryDetaches();
 
   loop::Loop& loop_;
   PodNetworkOptions options_;
@@ -113,6 +121,10 @@ class PodNetwork {
   loop::HandlePtr<loop::Timer> rescanTimer_;
   uint64_t nextChainId_ = 0;
   std::map<uint64_t, std::unique_ptr<PluginChain>> chains_;
+  // Pods whose DEL runs, and the callers waiting for it.
+  std::map<std::string, std::vector<std::function<void(grpc::Status)>>> detaching_;
+  std::set<std::string> retries_;  // cache records of gone pods whose DEL failed
+  loop::HandlePtr<loop::Timer> retryTimer_;
   uint64_t pluginNs_ = 0, pluginRuns_ = 0;
   loop::LifetimeGuard lifetime_;
 };

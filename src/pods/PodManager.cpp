@@ -276,6 +276,24 @@ std::string PodManager::load(std::vector<std::string>& notes) {
     pod->shmMounted = pod->shmMounted && isMountPoint(pod->runDir + "/shm");
     pods_[id] = std::move(pod);
   }
+  // Run dirs of pods with no record, or an unfinished one (a daemon that stopped in the middle
+  // of RunPodSandbox): their pinned namespaces and /dev/shm go too. Their CNI attachment, if
+  // any, is DEL'd by reconcileNetworks; the namespace is gone by then, and its veth with it.
+  std::error_code runDirs;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(options_.runRoot + "/pods", runDirs)) {
+    const std::string id = entry.path().filename();
+    if (pods_.contains(id)) continue;
+    const std::string runDir = entry.path();
+    for (const char* ns : {"net", "ipc", "uts"}) {
+      if (Status s = PodNamespaces::unpin(runDir + "/ns/" + ns); !s.isOk()) {
+        notes.push_back(s.message());
+      }
+    }
+    if (isMountPoint(runDir + "/shm")) umount2((runDir + "/shm").c_str(), MNT_DETACH);
+    state::removeTree(runDir);
+    notes.push_back(fmt::format("pod {}: its run dir had no finished record, removed", id));
+  }
   return ec ? fmt::format("read {}: {}", root, ec.message()) : std::string();
 }
 
@@ -399,9 +417,10 @@ void PodManager::run(const v1::PodSandboxConfig& config, const std::string& runt
     };
     auto it = pods_.find(id);
     if (it == pods_.end()) return drop();
-    // A DEL that fails here leaves its cache record: the next start runs it again.
-    detachNetwork(*it->second, drop, [drop](Status detachFailed) {
-      spdlog::warn("{}", detachFailed.message());
+    // The pod goes even if its DEL fails: then DEL is tried again until it succeeds.
+    detachNetwork(*it->second, drop, [this, id, drop](Status detachFailed) {
+      spdlog::warn("{}; tried again later", detachFailed.message());
+      network_.detachLater(id);
       drop();
     });
   };
@@ -706,6 +725,13 @@ void PodManager::reconcileNetworks() {
     known.insert(id);
   network_.collectOrphans(known);
   for (const auto& [id, pod] : pods_) {
+    if (!pod->networkName.empty() && !network_.attached(id)) {
+      // Its DEL ran, and the daemon stopped before it recorded that: the addresses are not its.
+      pod->networkName.clear();
+      pod->podIps.clear();
+      persist(*pod);
+      continue;
+    }
     if (pod->state != PodState::kReady || pod->networkName.empty()) continue;
     network_.check(id, pod->netnsPath(), [this, id = id, alive = lifetime_.watch()](Status status) {
       if (alive.expired()) return;

@@ -130,6 +130,14 @@ def network_condition(d):
     return condition, json.loads(answer.info["network"])
 
 
+def wait_until(predicate, timeout=10):
+    """Polls `predicate` until it holds or `timeout` seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
 def rpc_error(fn):
     with pytest.raises(grpc.RpcError) as error:
         fn()
@@ -317,10 +325,7 @@ def test_check_after_a_restart_reports_a_broken_attachment(tmp_path, registry, b
         for veth in veths_on(bridge_net.bridge):  # what an operator's mistake would do
             subprocess.run(["ip", "link", "delete", veth], check=True)
         d.start()
-        deadline = time.monotonic() + 20
-        while not pod_status(d, pod)[1]["network"]["check"] and time.monotonic() < deadline:
-            time.sleep(0.1)
-        check = pod_status(d, pod)[1]["network"]["check"]
+        check = wait_until(lambda: pod_status(d, pod)[1]["network"]["check"], timeout=20)
         assert "CNI plugin bridge (CHECK) failed" in check, check
     finally:
         finish(d, bridge_net)
@@ -357,10 +362,7 @@ def test_no_valid_config_means_not_ready_and_a_clear_error_until_one_comes(tmp_p
             json.dump(with_extra, f)
         os.rename(os.path.join(d.cni_conf_dir, "10-podnet.conflist.tmp"),
                   os.path.join(d.cni_conf_dir, "10-podnet.conflist"))
-        deadline = time.monotonic() + 10
-        while "extra-plugin" not in network_condition(d)[0].message and \
-                time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: "extra-plugin" in network_condition(d)[0].message)
         condition = network_condition(d)[0]
         assert condition.status is False
         assert "plugin 'extra-plugin' is not in the plugin directories" in condition.message
@@ -369,10 +371,7 @@ def test_no_valid_config_means_not_ready_and_a_clear_error_until_one_comes(tmp_p
         # Then it installs the plugin (the loopback one, under another name): the next Status
         # finds it, and pods get their network.
         os.symlink(os.path.join(PLUGIN_DIR, "loopback"), plugins / "extra-plugin")
-        deadline = time.monotonic() + 10
-        while not network_condition(d)[0].status and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert network_condition(d)[0].status is True
+        assert wait_until(lambda: network_condition(d)[0].status) is True
         pod = run_pod(d, pod_config(d, tmp_path, "ok"))
         assert pod_status(d, pod)[0].network.ip
         remove_pod(d, pod)
@@ -439,3 +438,82 @@ def test_fifty_pods_started_at_once_all_get_addresses(tmp_path, registry, bridge
         assert len(veths_on(bridge_net.bridge)) == 50
     finally:
         finish(d, bridge_net)
+
+
+def test_pod_metadata_that_cni_args_cannot_carry_is_refused_before_any_plugin(tmp_path, registry,
+                                                                              bridge_net):
+    """CNI_ARGS is "K=V;K=V": a name holding ';' or '=' would change the other arguments."""
+    d = net_daemon(tmp_path, registry, bridge_net)
+    try:
+        for name in ("semi;colon", "k=v"):
+            config = pod_config(d, tmp_path, name)
+            config.hostname = "plain"
+            error = rpc_error(lambda: run_pod(d, config))
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+            assert "CNI argument" in error.details(), error.details()
+        assert cache_records(d) == [] and bridge_net.allocated() == set()
+        assert network_condition(d)[1]["pluginRuns"] == 0, "no plugin ran"
+    finally:
+        finish(d, bridge_net)
+
+
+def test_del_missing_a_plugin_fails_and_keeps_the_record_until_it_is_back(tmp_path, registry):
+    """A DEL that cannot run every plugin fails (as libcni's) and keeps the cache record: what
+    the missing plugin made would be lost with it. kubelet's next StopPodSandbox finishes it."""
+    plugins = tmp_path / "bin"
+    plugins.mkdir()
+    os.symlink(os.path.join(PLUGIN_DIR, "loopback"), plugins / "extra-plugin")
+    net = Net(tmp_path, extra_plugins=[{"type": "extra-plugin"}])
+    d = net_daemon(tmp_path, registry, net, extra_args=[
+        "--cni-plugin-dir", str(plugins), "--cni-plugin-dir", PLUGIN_DIR])
+    try:
+        pod = run_pod(d, pod_config(d, tmp_path, "kept"))
+        ip = pod_status(d, pod)[0].network.ip
+        (plugins / "extra-plugin").unlink()  # a provider being reinstalled
+        error = rpc_error(lambda: stop_pod(d, pod))
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error
+        assert "'extra-plugin' (DEL)" in error.details(), error.details()
+        assert len(cache_records(d)) == 1 and net.allocated() == {ip}
+        os.symlink(os.path.join(PLUGIN_DIR, "loopback"), plugins / "extra-plugin")
+        stop_pod(d, pod)
+        assert cache_records(d) == [] and net.allocated() == set()
+        assert pod_status(d, pod)[0].network.ip == ""
+    finally:
+        finish(d, net)
+        delete_bridge(net)
+
+
+def test_a_daemon_killed_in_the_middle_of_an_add_leaves_nothing_after_its_restart(tmp_path,
+                                                                                  registry):
+    """The second plugin takes its time; the daemon is killed while it runs. The next daemon
+    removes the unfinished pod's namespaces and runs DEL of what the bridge did."""
+    plugins = tmp_path / "bin"
+    plugins.mkdir()
+    slow = plugins / "slow-plugin"  # a real plugin (loopback) behind a pause
+    slow.write_text(f"#!/bin/sh\nsleep 2\nexec {PLUGIN_DIR}/loopback\n")
+    slow.chmod(0o755)
+    net = Net(tmp_path, extra_plugins=[{"type": "slow-plugin"}])
+    d = net_daemon(tmp_path, registry, net, extra_args=[
+        "--cni-plugin-dir", str(plugins), "--cni-plugin-dir", PLUGIN_DIR])
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            call_ = pool.submit(run_pod, d, pod_config(d, tmp_path, "cut"))
+            assert wait_until(lambda: len(net.allocated()) == 1), "the bridge gave an address"
+            d.kill()
+            with pytest.raises(grpc.RpcError):
+                call_.result()
+        assert len(cache_records(d)) == 1
+        pod_dirs = os.listdir(os.path.join(d.run_root, "pods"))
+        assert len(pod_dirs) == 1, "the unfinished pod's namespaces are still pinned"
+        d.start()
+        assert wait_until(lambda: not cache_records(d)), d.log()[-2000:]
+        assert wait_until(lambda: not net.allocated()), "DEL gave the address back"
+        assert os.listdir(os.path.join(d.run_root, "pods")) == []
+        with open("/proc/self/mountinfo") as f:
+            assert [line for line in f if "/pods/" in line and d.run_root in line] == []
+        assert wait_until(lambda: veths_on(net.bridge) == []), "the veth went with the namespace"
+        assert len(call(d, "ListPodSandbox", api_pb2.ListPodSandboxRequest(),
+                        api_pb2.ListPodSandboxResponse).items) == 0
+    finally:
+        finish(d, net)
+        delete_bridge(net)
