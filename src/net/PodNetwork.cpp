@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -28,6 +29,8 @@ constexpr uint64_t kRescanDelayMs = 100;   // a burst of writes to the dir is on
 constexpr uint64_t kRescanPollMs = 5'000;  // when the dir cannot be watched
 constexpr uint64_t kRescanWhileNotReadyMs = 1'000;
 constexpr uint64_t kDetachRetryMs = 30'000;  // a gone pod's failed DEL, tried again
+constexpr const char* kIpsAnnotation = "io.monocri.cni-ips";  // "10.1.2.3,fd00::3"
+constexpr const char* kMacAnnotation = "io.monocri.cni-mac";  // "0a:58:0a:01:02:03"
 
 std::vector<std::string> splitCidrs(const std::string& cidrs) {
   std::vector<std::string> out;
@@ -40,6 +43,47 @@ std::vector<std::string> splitCidrs(const std::string& cidrs) {
     start = comma + 1;
   }
   return out;
+}
+
+// A MAC address as the plugins take it: six pairs of hex digits separated by ':'.
+bool isValidMac(const std::string& mac) {
+  if (mac.size() != 17) return false;
+  for (size_t i = 0; i < mac.size(); ++i) {
+    if (i % 3 == 2 ? mac[i] != ':' : !std::isxdigit(static_cast<unsigned char>(mac[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool isValidAddress(const std::string& address) {
+  unsigned char buf[sizeof(in6_addr)];
+  return inet_pton(AF_INET, address.c_str(), buf) == 1 ||
+         inet_pton(AF_INET6, address.c_str(), buf) == 1;
+}
+
+// The pod's annotations asking for given addresses or a MAC address: the `ips` and `mac`
+// capabilities (CNI conventions), for plugins that declare them (host-local, bridge, tuning).
+std::string requestedAddresses(const std::map<std::string, std::string>& annotations,
+                               cni::RuntimeConfig& out) {
+  if (auto ips = annotations.find(kIpsAnnotation); ips != annotations.end()) {
+    for (const auto& ip : splitCidrs(ips->second)) {
+      if (!isValidAddress(ip) && !isValidCidr(ip)) {
+        return fmt::format("annotation {}: '{}' is not an IP address or CIDR", kIpsAnnotation,
+                           ip.substr(0, 64));
+      }
+      out.ips.push_back(ip);
+    }
+    if (out.ips.empty()) return fmt::format("annotation {} holds no address", kIpsAnnotation);
+  }
+  if (auto mac = annotations.find(kMacAnnotation); mac != annotations.end()) {
+    if (!isValidMac(mac->second)) {
+      return fmt::format("annotation {}: '{}' is not a MAC address (aa:bb:cc:dd:ee:ff)",
+                         kMacAnnotation, mac->second.substr(0, 64));
+    }
+    out.mac = mac->second;
+  }
+  return {};
 }
 
 }  // namespace
@@ -223,6 +267,9 @@ void PodNetwork::attach(const PodAttachRequest& request, AttachDone done) {
   runtimeConfig.portMappings = request.portMappings;
   runtimeConfig.bandwidth = cni::bandwidthFromAnnotations(request.annotations, error);
   if (!error.empty()) return done(Status(StatusCode::kInvalidArgument, error), {});
+  if (error = requestedAddresses(request.annotations, runtimeConfig); !error.empty()) {
+    return done(Status(StatusCode::kInvalidArgument, error), {});
+  }
   runtimeConfig.podCidrs = splitCidrs(podCidr_);
 
   cni::CacheRecord record;

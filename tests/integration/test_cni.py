@@ -517,3 +517,28 @@ def test_a_daemon_killed_in_the_middle_of_an_add_leaves_nothing_after_its_restar
     finally:
         finish(d, net)
         delete_bridge(net)
+
+
+def test_an_address_and_a_mac_asked_for_in_annotations(tmp_path, registry):
+    """io.monocri.cni-ips and io.monocri.cni-mac reach the plugins declaring the `ips` (bridge,
+    for host-local) and `mac` (tuning) capabilities."""
+    net = Net(tmp_path, bridge_capabilities={"ips": True},
+              extra_plugins=[{"type": "tuning", "capabilities": {"mac": True}}])
+    d = net_daemon(tmp_path, registry, net)
+    try:
+        wanted_ip = str(net.subnet.network_address + 77)
+        pod = run_pod(d, pod_config(d, tmp_path, "fixed", annotations={
+            "io.monocri.cni-ips": wanted_ip, "io.monocri.cni-mac": "0a:58:0a:01:02:4d"}))
+        status, info = pod_status(d, pod)
+        assert status.network.ip == wanted_ip
+        link = subprocess.run(["nsenter", f"--net={info['namespaces']['network']}", "ip", "-o",
+                               "link", "show", "eth0"], capture_output=True, text=True).stdout
+        assert "link/ether 0a:58:0a:01:02:4d" in link, link
+        for annotations, words in (({"io.monocri.cni-ips": "10.0.0.300"}, "not an IP address"),
+                                   ({"io.monocri.cni-mac": "0a:58"}, "not a MAC address")):
+            error = rpc_error(lambda: run_pod(d, pod_config(d, tmp_path, "bad",
+                                                            annotations=annotations)))
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and words in error.details()
+    finally:
+        finish(d, net)
+        delete_bridge(net)
