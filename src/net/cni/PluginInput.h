@@ -30,12 +30,12 @@ struct Bandwidth {  // the bandwidth plugin's units: bits per second, bits
 // Capability arguments (CNI conventions): each goes to a plugin only if its "capabilities"
 // object has the key set to true, under "runtimeConfig".
 struct RuntimeConfig {
-  std::vector<PortMapping> portMappings;     // "portMappings"
-  std::optional<Bandwidth> bandwidth;        // "bandwidth"
-  std::vector<std::string> ips;              // "ips": addresses or CIDRs
-  std::string mac;                           // "mac"
-  std::vector<std::string> podCidrs;         // "ipRanges": [[{"subnet": cidr}], ...]
-  nlohmann::json toJson() const;             // every key that is set, for the cache
+  std::vector<PortMapping> portMappings;  // "portMappings"
+  std::optional<Bandwidth> bandwidth;     // "bandwidth"
+  std::vector<std::string> ips;           // "ips": addresses or CIDRs
+  std::string mac;                        // "mac"
+  std::vector<std::string> podCidrs;      // "ipRanges": [[{"subnet": cidr}], ...]
+  nlohmann::json toJson() const;          // every key that is set, for the cache
 };
 
 // The stdin of plugin `index` of `list`: its config, plus "name" and "cniVersion" of the list,
