@@ -542,3 +542,26 @@ def test_an_address_and_a_mac_asked_for_in_annotations(tmp_path, registry):
     finally:
         finish(d, net)
         delete_bridge(net)
+
+
+def test_the_shipped_example_network_gives_pods_addresses(tmp_path, registry):
+    """config/cni/10-monocri-bridge.conflist, as an operator copies it to /etc/cni/net.d (here
+    with its bridge renamed and host-local's data under the test's dir)."""
+    with open(os.path.join(os.path.dirname(__file__), "../../config/cni/"
+                           "10-monocri-bridge.conflist")) as f:
+        example = json.load(f)
+    bridge = f"mcni{os.getpid() % 1000}ex"
+    example["plugins"][0]["bridge"] = bridge
+    example["plugins"][0]["ipam"]["dataDir"] = str(tmp_path / "ipam")
+    d = pulled_daemon(tmp_path, registry, cni={"10-monocri-bridge.conflist": json.dumps(example)})
+    try:
+        assert network_condition(d)[1]["network"]["plugins"] == ["bridge", "portmap", "bandwidth"]
+        pod = run_pod(d, pod_config(d, tmp_path, "example", port_mappings=[
+            api_pb2.PortMapping(protocol=api_pb2.TCP, container_port=80, host_port=18081)]))
+        ip = ipaddress.ip_address(pod_status(d, pod)[0].network.ip)
+        assert ip in ipaddress.ip_network("10.85.0.0/16"), ip
+        assert len(veths_on(bridge)) == 1
+    finally:
+        remove_all_and_stop(d)
+        assert cache_records(d) == [] and veths_on(bridge) == []
+        subprocess.run(["ip", "link", "delete", bridge], capture_output=True)
