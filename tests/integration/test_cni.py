@@ -565,3 +565,27 @@ def test_the_shipped_example_network_gives_pods_addresses(tmp_path, registry):
         remove_all_and_stop(d)
         assert cache_records(d) == [] and veths_on(bridge) == []
         subprocess.run(["ip", "link", "delete", bridge], capture_output=True)
+
+
+def test_del_runs_for_a_pod_whose_namespace_did_not_survive(tmp_path, registry, bridge_net):
+    """A node reboot, as far as the pod is concerned: the run dir (a tmpfs) and the pinned
+    namespaces are gone. StopPodSandbox still releases the address: DEL with no CNI_NETNS."""
+    d = net_daemon(tmp_path, registry, bridge_net)
+    try:
+        pod = run_pod(d, pod_config(d, tmp_path, "rebooted"))
+        ip = pod_status(d, pod)[0].network.ip
+        assert d.stop() == 0
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f if line.split()[4].startswith(d.run_root)]
+        for point in sorted(points, reverse=True):
+            subprocess.run(["umount", "-l", point], check=True)
+        subprocess.run(["rm", "-rf", os.path.join(d.run_root, "pods")], check=True)
+        assert wait_until(lambda: veths_on(bridge_net.bridge) == []), "gone with its namespace"
+        assert bridge_net.allocated() == {ip}, "host-local still holds the address"
+        d.start()
+        status, info = pod_status(d, pod)
+        assert status.state == api_pb2.SANDBOX_NOTREADY and "did not survive" in info["stopReason"]
+        stop_pod(d, pod)
+        assert bridge_net.allocated() == set() and cache_records(d) == []
+    finally:
+        finish(d, bridge_net)
