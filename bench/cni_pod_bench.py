@@ -30,7 +30,8 @@ os.environ.setdefault("MONOCRI_BIN", os.path.join(ROOT, "build/bin"))
 os.environ.setdefault("MONOCRI_PYTHON_OUT", os.path.join(ROOT, "build/python"))
 
 from monocri_harness import Daemon, api_pb2, unary  # noqa: E402
-from pod_start_bench import percentile, tmpfs_at, unmount_under  # noqa: E402
+from pod_start_bench import (percentile, remove_all_pods, tmpfs_at,  # noqa: E402
+                             unmount_under)
 
 RUNTIME = "/runtime.v1.RuntimeService/"
 PLUGIN_DIR = "/usr/lib/cni"
@@ -68,15 +69,6 @@ def run_pod(channel, config):
     return (time.perf_counter() - began) * 1000
 
 
-def remove_all(channel):
-    pods = unary(channel, RUNTIME + "ListPodSandbox", api_pb2.ListPodSandboxRequest(),
-                 api_pb2.ListPodSandboxResponse).items
-    for pod in pods:
-        unary(channel, RUNTIME + "RemovePodSandbox",
-              api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod.id),
-              api_pb2.RemovePodSandboxResponse, timeout=120)
-
-
 def make_log_dirs(log_root, names):
     """kubelet makes the pod's log directory before RunPodSandbox: not the daemon's time."""
     for name in names:
@@ -95,7 +87,7 @@ def run_daemon_rounds(scratch, pods, rounds):
             with daemon.channel() as channel:
                 make_log_dirs(log_root, ["warm"])
                 run_pod(channel, pod_config("warm", log_root))
-                remove_all(channel)
+                remove_all_pods(channel)
                 for r in range(rounds):
                     names = [f"s{r}-{i}" for i in range(pods)]
                     make_log_dirs(log_root, names)
@@ -107,7 +99,7 @@ def run_daemon_rounds(scratch, pods, rounds):
                         sequential.append(latency)
                         plugin.append(inside)
                         added.append(latency - inside)
-                    remove_all(channel)
+                    remove_all_pods(channel)
                     names = [f"c{r}-{i}" for i in range(pods)]
                     make_log_dirs(log_root, names)
                     began = time.perf_counter()
@@ -115,7 +107,7 @@ def run_daemon_rounds(scratch, pods, rounds):
                         at_once += list(pool.map(
                             lambda name: run_pod(channel, pod_config(name, log_root)), names))
                     at_once_wall.append((time.perf_counter() - began) * 1000)
-                    remove_all(channel)
+                    remove_all_pods(channel)
         finally:
             code = daemon.stop(timeout=120)
             unmount_under(daemon.dir)

@@ -413,7 +413,7 @@ bool PodNetwork::attached(const std::string& podId) const {
 
 void PodNetwork::detachLater(const std::string& podId) {
   if (const std::optional<std::string> path = findCache(podId)) {
-    retries_.insert(*path);
+    retries_[*path] = podId;
     if (!retryTimer_) {
       retryTimer_ = loop::Timer::create(loop_, "CNI DEL retry");
       retryTimer_->start(kDetachRetryMs, kDetachRetryMs, [this] { retryDetaches(); });
@@ -422,16 +422,11 @@ void PodNetwork::detachLater(const std::string& podId) {
 }
 
 void PodNetwork::retryDetaches() {
-  for (const auto& path : std::vector<std::string>(retries_.begin(), retries_.end())) {
+  for (const auto& [path, podId] : std::map<std::string, std::string>(retries_)) {
     if (access(path.c_str(), F_OK) != 0) {
       retries_.erase(path);
       continue;
     }
-    // <network>-<pod id>-eth0: the pod id is in the name.
-    const std::string name = path.substr(path.rfind('/') + 1);
-    const std::string suffix = std::string("-") + kPodInterface;
-    if (name.size() < suffix.size() + 65) continue;
-    const std::string podId = name.substr(name.size() - suffix.size() - 64, 64);
     detachWithRecord(podId, path, "", std::string::npos, [path](Status status) {
       if (!status.isOk()) spdlog::warn("DEL of {} (tried again): {}", path, status.message());
     });

@@ -123,7 +123,8 @@ class PodNetwork {
   std::map<uint64_t, std::unique_ptr<PluginChain>> chains_;
   // Pods whose DEL runs, and the callers waiting for it.
   std::map<std::string, std::vector<std::function<void(grpc::Status)>>> detaching_;
-  std::set<std::string> retries_;  // cache records of gone pods whose DEL failed
+  // Cache records of gone pods whose DEL failed, with their pod's id.
+  std::map<std::string, std::string> retries_;
   loop::HandlePtr<loop::Timer> retryTimer_;
   uint64_t pluginNs_ = 0, pluginRuns_ = 0;
   loop::LifetimeGuard lifetime_;

@@ -86,11 +86,16 @@ def net_daemon(tmp_path, registry, net, **kwargs):
 
 
 def finish(d, net):
+    """Removes every pod, stops the daemon, checks nothing of the network is left, and deletes
+    the test's bridge."""
     remove_all_and_stop(d)
     assert cache_records(d) == [], "every DEL ran"
     if net:
-        assert net.allocated() == set(), "every address went back to host-local"
-        assert veths_on(net.bridge) == [], "every veth is gone"
+        try:
+            assert net.allocated() == set(), "every address went back to host-local"
+            assert veths_on(net.bridge) == [], "every veth is gone"
+        finally:
+            delete_bridge(net)
 
 
 def pod_config(d, tmp_path, name, **fields):
@@ -280,7 +285,6 @@ def test_removal_gives_the_address_back_and_deletes_the_veth(tmp_path, registry)
         assert pod_status(d, third)[0].network.ip == "10.69.0.10"
     finally:
         finish(d, net)
-        delete_bridge(net)
 
 
 def test_a_failed_add_is_undone_with_del(tmp_path, registry):
@@ -297,7 +301,6 @@ def test_a_failed_add_is_undone_with_del(tmp_path, registry):
         assert not os.listdir(os.path.join(d.run_root, "pods")), "the pod's namespaces are gone"
     finally:
         finish(d, net)
-        delete_bridge(net)
 
 
 def test_del_runs_after_a_kill_9_and_a_restart(tmp_path, registry, bridge_net):
@@ -404,7 +407,6 @@ def test_the_pod_cidr_from_kubelet_reaches_host_local(tmp_path, registry):
         assert ip in ipaddress.ip_network("10.68.5.0/24"), ip
     finally:
         finish(d, net)
-        delete_bridge(net)
 
 
 def test_bandwidth_annotations_reach_the_bandwidth_plugin(tmp_path, registry):
@@ -423,7 +425,6 @@ def test_bandwidth_annotations_reach_the_bandwidth_plugin(tmp_path, registry):
         assert "egress-bandwidth" in error.details(), error.details()
     finally:
         finish(d, net)
-        delete_bridge(net)
 
 
 def test_fifty_pods_started_at_once_all_get_addresses(tmp_path, registry, bridge_net):
@@ -480,7 +481,6 @@ def test_del_missing_a_plugin_fails_and_keeps_the_record_until_it_is_back(tmp_pa
         assert pod_status(d, pod)[0].network.ip == ""
     finally:
         finish(d, net)
-        delete_bridge(net)
 
 
 def test_a_daemon_killed_in_the_middle_of_an_add_leaves_nothing_after_its_restart(tmp_path,
@@ -516,7 +516,6 @@ def test_a_daemon_killed_in_the_middle_of_an_add_leaves_nothing_after_its_restar
                         api_pb2.ListPodSandboxResponse).items) == 0
     finally:
         finish(d, net)
-        delete_bridge(net)
 
 
 def test_an_address_and_a_mac_asked_for_in_annotations(tmp_path, registry):
@@ -541,7 +540,6 @@ def test_an_address_and_a_mac_asked_for_in_annotations(tmp_path, registry):
             assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and words in error.details()
     finally:
         finish(d, net)
-        delete_bridge(net)
 
 
 def test_the_shipped_example_network_gives_pods_addresses(tmp_path, registry):
