@@ -112,6 +112,9 @@ CriService::CriService(grpc::GrpcServer& server, CriServiceOptions options,
 
 nlohmann::json CriService::verboseInfo() const {
   const grpc::ServerStats& stats = server_.stats();
+  nlohmann::json methods = nlohmann::json::object();
+  for (const auto& [path, method] : server_.methodStats())
+    methods[path] = {{"calls", method.calls}, {"handlingNanos", method.handlingNanos}};
   return nlohmann::json{
       {"config", options_.config},
       {"daemon",
@@ -129,6 +132,7 @@ nlohmann::json CriService::verboseInfo() const {
            {"connectionsRefused", stats.connectionsRefused},
            {"callsStarted", stats.callsStarted},
            {"callsFailed", stats.callsFailed},
+           {"methods", methods},
        }},
       {"network", network_.info()},
       {"ociRuntime", options_.runtimeCallStats ? options_.runtimeCallStats() : nlohmann::json()},

@@ -61,6 +61,21 @@ def test_status_verbose_carries_the_config_as_json(daemon, channel):
     assert info["rssBytes"] > 0
 
 
+def test_status_verbose_counts_each_methods_calls_and_time(channel):
+    def version_stats():
+        grpc_info = json.loads(status(channel, verbose=True).info["grpc"])
+        return grpc_info["methods"].get(RUNTIME + "Version", {"calls": 0, "handlingNanos": 0})
+
+    before = version_stats()
+    for _ in range(3):
+        unary(channel, RUNTIME + "Version", api_pb2.VersionRequest(version="v1"),
+              api_pb2.VersionResponse)
+    after = version_stats()
+    assert after["calls"] == before["calls"] + 3
+    # The daemon's own time: more than nothing, less than the client's whole round trips.
+    assert 0 < after["handlingNanos"] - before["handlingNanos"] < 3 * 10**9
+
+
 def test_runtime_config_says_cgroupfs(channel):
     response = unary(channel, RUNTIME + "RuntimeConfig", api_pb2.RuntimeConfigRequest(),
                      api_pb2.RuntimeConfigResponse)

@@ -37,6 +37,13 @@ struct ServerStats {
   uint64_t callsFailed = 0;  // ended with a status other than OK
 };
 
+// One method's calls and the time the daemon spent on them, from the request's last byte to the
+// response's trailers (its own work and what it waited for, none of the client's).
+struct MethodStats {
+  uint64_t calls = 0;
+  uint64_t handlingNanos = 0;
+};
+
 class ServerConnection;
 
 class GrpcServer {
@@ -85,6 +92,8 @@ class GrpcServer {
   size_t openCalls() const { return openCalls_; }
   size_t reservedRequestBytes() const { return reservedRequestBytes_; }
   const ServerStats& stats() const { return stats_; }
+  // By method path; only the methods called so far.
+  const std::map<std::string, MethodStats>& methodStats() const { return methodStats_; }
   loop::Loop& loop() const { return loop_; }
 
  private:
@@ -127,6 +136,7 @@ class GrpcServer {
   std::vector<std::unique_ptr<ServerConnection>> closedConnections_;
   uint64_t nextConnectionId_ = 1;
   ServerStats stats_;
+  std::map<std::string, MethodStats> methodStats_;
   size_t openCalls_ = 0;
   size_t reservedRequestBytes_ = 0;
   std::vector<ServerConnection*> waitingConnections_;  // may hold closed ones: checked on use

@@ -77,6 +77,7 @@ class ServerCall : public std::enable_shared_from_this<ServerCall> {
   bool waitingForBudget_ = false;
   bool requestComplete_ = false;  // END_STREAM received
   bool dispatched_ = false;
+  uint64_t dispatchedNs_ = 0;  // when the handler got the request
 
   // Response side.
   int httpStatus_ = 200;  // other than 200 only for requests that are not gRPC at all

@@ -365,6 +365,7 @@ void ServerConnection::onRequestComplete(ServerCall& call) {
 
 void ServerConnection::dispatch(ServerCall& call) {
   call.dispatched_ = true;
+  call.dispatchedNs_ = uv_hrtime();
   if (call.decoder_.midMessage()) {
     call.finish(Status(StatusCode::kInternal, "the request ended inside a gRPC message"));
     return;
@@ -509,6 +510,11 @@ int ServerConnection::onStreamClose(nghttp2_session*, int32_t streamId, uint32_t
 void ServerConnection::callEnded(ServerCall& call) {
   const Status& status = call.finalStatus_;
   if (!status.isOk()) ++server_.stats_.callsFailed;
+  if (call.method_ != nullptr && call.dispatchedNs_ != 0) {
+    MethodStats& method = server_.methodStats_[call.method_->path];
+    ++method.calls;
+    method.handlingNanos += uv_hrtime() - call.dispatchedNs_;
+  }
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("grpc {} on connection {}: {} in {:.3f} ms", printableForLog(call.path_), id_,
                   printableForLog(status.toString()),
