@@ -137,6 +137,7 @@ nlohmann::json CriService::verboseInfo() const {
       {"network", network_.info()},
       {"ociRuntime", options_.runtimeCallStats ? options_.runtimeCallStats() : nlohmann::json()},
       {"containerLogWrites", options_.logWriteStats ? options_.logWriteStats() : nlohmann::json()},
+      {"netnsPool", options_.netnsPoolStats ? options_.netnsPoolStats() : nlohmann::json()},
   };
 }
 

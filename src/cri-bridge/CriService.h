@@ -34,6 +34,7 @@ struct CriServiceOptions {
   std::function<nlohmann::json()> runtimeCallStats;
   // The container log write thread's counters (batches, bytes, queued, the longest write).
   std::function<nlohmann::json()> logWriteStats;
+  std::function<nlohmann::json()> netnsPoolStats;  // the pool of ready network namespaces
 };
 
 class CriService {

@@ -130,6 +130,9 @@ std::string validate(const Config& config) {
       return fmt::format("'cni_plugin_dirs' must hold absolute paths, got '{}'", dir);
     }
   }
+  if (config.netnsPoolSize > 64) {
+    return "'netns_pool_size' must be at most 64";
+  }
   if (config.maxConcurrentDownloads > 64) {
     return "'max_concurrent_downloads' must be at most 64";
   }
@@ -201,6 +204,8 @@ std::string parseConfig(const std::string& text, const std::string& path, Config
       error = readPositive(value, name, path, out.pullProgressTimeoutMs);
     } else if (name == "container_log_max_line_bytes") {
       error = readPositive(value, name, path, out.containerLogMaxLineBytes);
+    } else if (name == "netns_pool_size") {
+      error = readCount(value, name, path, out.netnsPoolSize);
     } else if (name == "container_log_size_max") {
       error = readCount(value, name, path, out.containerLogSizeMax);
     } else if (name == "container_log_rate_bytes_per_second") {
@@ -276,6 +281,7 @@ nlohmann::json configToJson(const Config& config) {
       {"streamTlsCa", config.streamTlsCa},
       {"cniConfDir", config.cniConfDir},
       {"cniPluginDirs", config.cniPluginDirs},
+      {"netnsPoolSize", config.netnsPoolSize},
   };
 }
 
@@ -294,7 +300,8 @@ std::string configToToml(const Config& config) {
       "container_log_max_line_bytes = {}\ncontainer_log_size_max = {}\n"
       "container_log_rate_bytes_per_second = {}\ncontainer_log_rate_burst_bytes = {}\n"
       "container_log_journal = {}\nstream_address = {}\nstream_tls_cert = {}\n"
-      "stream_tls_key = {}\nstream_tls_ca = {}\ncni_conf_dir = {}\ncni_plugin_dirs = [{}]\n",
+      "stream_tls_key = {}\nstream_tls_ca = {}\ncni_conf_dir = {}\ncni_plugin_dirs = [{}]\n"
+      "netns_pool_size = {}\n",
       tomlQuote(config.root), tomlQuote(config.runRoot), tomlQuote(config.listenPath()),
       tomlQuote(config.logLevel), config.stallThresholdMs, config.shutdownGraceMs,
       tomlQuote(config.ociRuntime), tomlQuote(config.registriesConf), tomlList(config.pinnedImages),
@@ -303,7 +310,7 @@ std::string configToToml(const Config& config) {
       config.containerLogRateBurstBytes, config.containerLogJournal ? "true" : "false",
       tomlQuote(config.streamAddress), tomlQuote(config.streamTlsCert),
       tomlQuote(config.streamTlsKey), tomlQuote(config.streamTlsCa), tomlQuote(config.cniConfDir),
-      tomlList(config.cniPluginDirs));
+      tomlList(config.cniPluginDirs), config.netnsPoolSize);
 }
 
 }  // namespace monocri::daemon

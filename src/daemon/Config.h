@@ -46,6 +46,9 @@ struct Config {
   // order is the pod network; watched for changes) and where plugin binaries are looked for.
   std::string cniConfDir = "/etc/cni/net.d";
   std::vector<std::string> cniPluginDirs = {"/opt/cni/bin", "/usr/lib/cni"};
+  // Network namespaces made ahead of RunPodSandbox, at low CPU priority: a pod takes a ready
+  // one instead of waiting for the kernel to make it (0: each pod makes its own).
+  uint64_t netnsPoolSize = 4;
 
   std::string configPath;  // the file the values came from ("" if none)
 

@@ -78,6 +78,7 @@ int Daemon::run() {
   podOptions.stateRoot = config_.root;
   podOptions.runRoot = config_.runRoot;
   podOptions.initBinary = helperPath("monocri-pod-init");
+  podOptions.netnsPoolSize = config_.netnsPoolSize;
   net::PodNetworkOptions networkOptions;
   networkOptions.confDir = config_.cniConfDir;
   networkOptions.pluginDirs = config_.cniPluginDirs;
@@ -175,6 +176,7 @@ int Daemon::run() {
                           {"callsInFlight", runtimeClient_->callsInFlight()},
                           {"runtimeNanos", runtimeClient_->runtimeNanos()}};
   };
+  criOptions.netnsPoolStats = [this] { return pods_->netnsPoolInfo(); };
   criOptions.logWriteStats = [this] {
     const logging::LogWriteThread::Stats stats = logWrites_->stats();
     return nlohmann::json{{"batchesWritten", stats.batchesWritten},

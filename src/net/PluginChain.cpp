@@ -82,9 +82,13 @@ std::unique_ptr<PluginChain> PluginChain::start(loop::Loop& loop, PluginChainReq
       self.finish(Status(StatusCode::kInvalidArgument, "CNI_ARGS: " + argsError));
     });
   } else {
-    loop.defer(self.lifetime_.watch(), [&self] { self.runNext(); });
+    self.runNext();  // the first plugin starts now: a pod's start waits for it
   }
   return chain;
+}
+
+void PluginChain::finishSoon(Status status) {
+  loop_.defer(lifetime_.watch(), [this, status] { finish(status); });
 }
 
 void PluginChain::runNext() {
@@ -93,9 +97,10 @@ void PluginChain::runNext() {
   const size_t count = request_.command == CniCommand::kDel
                            ? std::min(plugins.size(), request_.reached)
                            : plugins.size();
+  // Never an answer from within start(): each end below comes from the loop.
   if (step_ == count) {
     if (request_.command == CniCommand::kAdd) outcome_.result = previous_;
-    return finish(Status::ok());
+    return finishSoon(Status::ok());
   }
   const size_t index = request_.command == CniCommand::kDel ? count - 1 - step_ : step_;
   const std::string type = plugins[index].value("type", "");
@@ -106,17 +111,18 @@ void PluginChain::runNext() {
     std::string dirs;
     for (const auto& dir : request_.pluginDirs)
       dirs += (dirs.empty() ? "" : ", ") + dir;
-    return finish(Status(StatusCode::kFailedPrecondition,
-                         fmt::format("CNI plugin '{}' ({}) of network '{}' ({}) is not in the "
-                                     "plugin directories ({}): install it or set cni_plugin_dirs",
-                                     type, cniCommandName(request_.command), request_.list.name,
-                                     request_.list.path, dirs)));
+    return finishSoon(Status(StatusCode::kFailedPrecondition,
+                             fmt::format("CNI plugin '{}' ({}) of network '{}' ({}) is not in the "
+                                         "plugin directories ({}): install it or set "
+                                         "cni_plugin_dirs",
+                                         type, cniCommandName(request_.command), request_.list.name,
+                                         request_.list.path, dirs)));
   }
   const nlohmann::json input = cni::pluginInput(request_.list, index, request_.runtimeConfig,
                                                 previous_.is_null() ? nullptr : &previous_);
   std::string error;
   state::UniqueFd stdinFile = oci::bufferInMemory(input.dump(), error);
-  if (!stdinFile.valid()) return finish(Status(StatusCode::kInternal, error));
+  if (!stdinFile.valid()) return finishSoon(Status(StatusCode::kInternal, error));
 
   oci::RuntimeInvocation invocation;
   invocation.argv = {binary};

@@ -70,6 +70,7 @@ class PluginChain {
   void runNext();
   void pluginEnded(size_t index, oci::RuntimeOutcome outcome);
   void finish(grpc::Status status);
+  void finishSoon(grpc::Status status);  // finish() from the loop, never from the caller's stack
 
   loop::Loop& loop_;
   PluginChainRequest request_;

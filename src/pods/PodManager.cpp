@@ -156,7 +156,8 @@ Status checkPodSysctl(const std::string& key, bool hostNetwork, bool hostIpc) {
 PodManager::PodManager(loop::Loop& loop, PodManagerOptions options, net::PodNetwork& network)
     : loop_(loop),
       options_(std::move(options)),
-      namespaces_(loop, options_.initBinary),
+      namespaces_(loop, options_.initBinary,
+                  {options_.runRoot + "/netns-pool", options_.netnsPoolSize}),
       network_(network) {}
 
 PodManager::~PodManager() = default;
@@ -294,7 +295,12 @@ std::string PodManager::load(std::vector<std::string>& notes) {
     state::removeTree(runDir);
     notes.push_back(fmt::format("pod {}: its run dir had no finished record, removed", id));
   }
-  return ec ? fmt::format("read {}: {}", root, ec.message()) : std::string();
+  if (ec) return fmt::format("read {}: {}", root, ec.message());
+  return namespaces_.startPool();
+}
+
+nlohmann::json PodManager::netnsPoolInfo() const {
+  return namespaces_.poolInfo();
 }
 
 const PodSandbox* PodManager::find(const std::string& id) const {
@@ -444,81 +450,112 @@ void PodManager::run(const v1::PodSandboxConfig& config, const std::string& runt
     }
   }
 
-  // The namespaces first: making a network namespace is the slow part of a pod, and while a
-  // worker's child makes them the loop writes the pod's files (below), on the other CPU.
-  auto prepared = std::make_shared<Status>();
+  // Three parts at once where they can be: the namespaces (a worker's child), the pod's network
+  // (CNI plugins, once its network namespace is pinned) and the pod's files (here, on the
+  // loop). A network namespace ready in the pool is pinned at once and the plugins start before
+  // the rest: unless the pod sets net sysctls, which come first.
   PodNamespaces::PinRequest pin;
   pin.dir = ref.runDir + "/ns";
   pin.net = ref.networkMode != v1::NODE;
   pin.uts = ref.networkMode != v1::NODE;  // a host-network pod has the node's name too
   pin.ipc = ref.ipcMode != v1::NODE;
   pin.hostname = pin.uts ? hostname : std::string();
+  const bool netSysctls = std::any_of(sysctls.begin(), sysctls.end(),
+                                      [](const std::string& s) { return s.starts_with("net."); });
   pin.sysctls = std::move(sysctls);
-  namespaces_.pin(
-      pin, [this, id, key, fail, prepared, alive = lifetime_.watch()](Status status) mutable {
-        if (alive.expired()) return;
-        if (!status.isOk()) return fail(status);
-        if (!prepared->isOk()) return fail(*prepared);
-        auto it = pods_.find(id);
-        if (it == pods_.end()) return;
-        PodSandbox& pod = *it->second;
-        auto ready = [this, id, key, fail](Status status) {
-          auto it = pods_.find(id);
-          if (it == pods_.end()) return;
-          if (!status.isOk()) return fail(status);
-          PodSandbox& pod = *it->second;
-          pod.state = PodState::kReady;
-          if (Status s = persist(pod); !s.isOk()) return fail(s);
-          spdlog::info("pod {} ({}/{}) is ready", id, pod.config.metadata().namespace_(),
-                       pod.config.metadata().name());
-          finishRun(key, Status::ok(), id);
-        };
-        auto startPidNamespace = [this, id, ready] {
-          auto it = pods_.find(id);
-          if (it == pods_.end()) return;
-          if (it->second->pidMode != v1::POD) return ready(Status::ok());
-          namespaces_.startPidNamespace(
-              it->second->runDir + "/init.pid",
-              [this, id, ready, alive = lifetime_.watch()](Status status, pid_t pid) {
-                if (alive.expired()) return;
-                auto it = pods_.find(id);
-                if (it != pods_.end() && status.isOk()) {
-                  it->second->initPid = pid;
-                  it->second->initStartTicks = startTicksOf(pid);
-                  watchInit(*it->second, true);
-                }
-                ready(status);
-              });
-        };
-        if (pod.networkMode == v1::NODE) return startPidNamespace();
-        net::PodAttachRequest attach;
-        attach.podId = id;
-        attach.netnsPath = pod.netnsPath();
-        attach.name = pod.config.metadata().name();
-        attach.namespace_ = pod.config.metadata().namespace_();
-        attach.uid = pod.config.metadata().uid();
-        attach.annotations.insert(pod.config.annotations().begin(), pod.config.annotations().end());
-        for (const auto& port : pod.config.port_mappings()) {
-          if (port.host_port() <= 0) continue;  // kubelet sends every container port
-          const char* protocol = port.protocol() == v1::UDP    ? "udp"
-                                 : port.protocol() == v1::SCTP ? "sctp"
-                                                               : "tcp";
-          attach.portMappings.push_back(
-              {port.host_port(), port.container_port(), protocol, port.host_ip()});
-        }
-        network_.attach(attach, [this, id, fail, startPidNamespace, alive = lifetime_.watch()](
-                                    Status status, net::PodAttachment attachment) {
+  const bool netPinned = pin.net && !netSysctls && namespaces_.takePooledNetns(ref.netnsPath());
+  if (netPinned) pin.net = false;
+
+  struct Join {
+    int pending = 0;
+    Status failed;
+  };
+  auto join = std::make_shared<Join>();
+  auto ready = [this, id, key, fail](Status status) {
+    auto it = pods_.find(id);
+    if (it == pods_.end()) return;
+    if (!status.isOk()) return fail(status);
+    PodSandbox& pod = *it->second;
+    pod.state = PodState::kReady;
+    if (Status s = persist(pod); !s.isOk()) return fail(s);
+    spdlog::info("pod {} ({}/{}) is ready", id, pod.config.metadata().namespace_(),
+                 pod.config.metadata().name());
+    finishRun(key, Status::ok(), id);
+  };
+  auto startPidNamespace = [this, id, ready] {
+    auto it = pods_.find(id);
+    if (it == pods_.end()) return;
+    if (it->second->pidMode != v1::POD) return ready(Status::ok());
+    namespaces_.startPidNamespace(
+        it->second->runDir + "/init.pid",
+        [this, id, ready, alive = lifetime_.watch()](Status status, pid_t pid) {
           if (alive.expired()) return;
           auto it = pods_.find(id);
-          if (it == pods_.end()) return;
-          if (!status.isOk()) return fail(status);
-          it->second->networkName = std::move(attachment.networkName);
-          it->second->podIps = std::move(attachment.ips);
-          startPidNamespace();
+          if (it != pods_.end() && status.isOk()) {
+            it->second->initPid = pid;
+            it->second->initStartTicks = startTicksOf(pid);
+            watchInit(*it->second, true);
+          }
+          ready(status);
         });
-      });
-  if (pods_.find(id) == pods_.end()) return;  // the pin failed at once, and the pod with it
-  *prepared = prepareFiles(ref, hostname, hosts, resolvConf);
+  };
+  // Each part ends here; the last one decides: a failure undoes the pod only when nothing of
+  // it is still running (a DEL never races its ADD).
+  auto partDone = [this, id, join, fail, startPidNamespace](Status status) {
+    if (!status.isOk() && join->failed.isOk()) join->failed = status;
+    if (--join->pending > 0) return;
+    if (pods_.find(id) == pods_.end()) return;
+    if (!join->failed.isOk()) return fail(join->failed);
+    startPidNamespace();
+  };
+  auto attachNetwork = [this, id, partDone] {
+    auto it = pods_.find(id);
+    if (it == pods_.end()) return partDone(Status::ok());
+    PodSandbox& pod = *it->second;
+    net::PodAttachRequest attach;
+    attach.podId = id;
+    attach.netnsPath = pod.netnsPath();
+    attach.name = pod.config.metadata().name();
+    attach.namespace_ = pod.config.metadata().namespace_();
+    attach.uid = pod.config.metadata().uid();
+    attach.annotations.insert(pod.config.annotations().begin(), pod.config.annotations().end());
+    for (const auto& port : pod.config.port_mappings()) {
+      if (port.host_port() <= 0) continue;  // kubelet sends every container port
+      const char* protocol = port.protocol() == v1::UDP    ? "udp"
+                             : port.protocol() == v1::SCTP ? "sctp"
+                                                           : "tcp";
+      attach.portMappings.push_back(
+          {port.host_port(), port.container_port(), protocol, port.host_ip()});
+    }
+    network_.attach(attach, [this, id, partDone, alive = lifetime_.watch()](
+                                Status status, net::PodAttachment attachment) {
+      if (alive.expired()) return;
+      auto it = pods_.find(id);
+      if (it != pods_.end() && status.isOk()) {
+        it->second->networkName = std::move(attachment.networkName);
+        it->second->podIps = std::move(attachment.ips);
+      }
+      partDone(status);
+    });
+  };
+  const bool podNetwork = ref.networkMode != v1::NODE;
+  join->pending = 2 + (podNetwork ? 1 : 0);  // the namespaces, the files, the network
+  if (netPinned) attachNetwork();
+  namespaces_.pin(pin, [this, netPinned, podNetwork, partDone, attachNetwork,
+                        alive = lifetime_.watch()](Status status) {
+    if (alive.expired()) return;
+    // Without a pooled namespace the plugins need this one: they start now, or never.
+    if (podNetwork && !netPinned) {
+      if (status.isOk()) {
+        attachNetwork();
+      } else {
+        partDone(Status::ok());  // the network part never started
+      }
+    }
+    partDone(status);
+  });
+  // The pod stays until every part has ended, even one that failed at once.
+  partDone(prepareFiles(ref, hostname, hosts, resolvConf));
 }
 
 Status PodManager::prepareFiles(PodSandbox& pod, const std::string& hostname,
@@ -552,6 +589,8 @@ Status PodManager::prepareFiles(PodSandbox& pod, const std::string& hostname,
 }
 
 void PodManager::finishRun(const std::string& key, Status status, const std::string& id) {
+  // The pod's own work is over: the pool's next network namespace competes with none of it.
+  namespaces_.refillPool();
   auto it = pendingRuns_.find(key);
   if (it == pendingRuns_.end()) return;
   auto waiters = std::move(it->second);

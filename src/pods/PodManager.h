@@ -26,6 +26,7 @@ struct PodManagerOptions {
   uint64_t shmSizeBytes = 64 * 1024 * 1024;  // as containerd and CRI-O
   std::string hostResolvConf = "/etc/resolv.conf";
   std::string hostHosts = "/etc/hosts";
+  size_t netnsPoolSize = 0;  // network namespaces made ahead (PodNamespaces)
 };
 
 class PodManager {
@@ -35,6 +36,8 @@ class PodManager {
 
   // Reads the persisted pods and checks what survived (namespaces, the pid namespace's init).
   std::string load(std::vector<std::string>& notes);
+  // The pool of ready network namespaces, for verbose Status.
+  nlohmann::json netnsPoolInfo() const;
   // The monitor that reaps the pid namespace inits and reports their exits (an init that dies
   // ends its pod's pid namespace: the pod becomes NOTREADY). Inits that survived a restart are
   // watched again from here.

@@ -5,9 +5,11 @@
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,7 +18,9 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "loop/WorkQueue.h"
 #include "state/StateFiles.h"
@@ -45,6 +49,8 @@ std::string readMessage(int fd) {
 // (CLONE_VM) and must not allocate, so every path is built here and it only reads them. It
 // reports a failure in `failedStep`/`failedPath`/`failedErrno`, which the worker reads after.
 struct PinPlan {
+  bool lowPriority = false;  // a pooled namespace, made ahead of need: it yields the CPU
+  std::string netnsFrom;     // a pooled network namespace's pin, entered instead of a new one
   int unshareFlags = 0;
   std::string hostname;
   bool loopbackUp = false;
@@ -78,6 +84,20 @@ bool writeAll(int fd, const std::string& data) {
 // syscalls; its signals stay blocked (the worker blocked them all before the clone).
 int pinInChild(void* arg) {
   PinPlan& plan = *static_cast<PinPlan*>(arg);
+  if (plan.lowPriority) {
+    // Not SCHED_IDLE: the child holds the rtnl lock for part of its work, and a starved holder
+    // would stall every netlink user on a busy node (CNI plugins among them).
+    setpriority(PRIO_PROCESS, 0, 10);  // best effort: at the normal priority it works as well
+  }
+  if (!plan.netnsFrom.empty()) {
+    const int fd = open(plan.netnsFrom.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
+      failIn(plan, "enter the pooled network namespace", &plan.netnsFrom);
+      if (fd >= 0) close(fd);
+      return 1;
+    }
+    close(fd);
+  }
   if (plan.unshareFlags != 0 && unshare(plan.unshareFlags) != 0) {
     return failIn(plan, "unshare the pod's namespaces");
   }
@@ -159,10 +179,100 @@ Status pinOnWorker(PinPlan& plan) {
 
 }  // namespace
 
-PodNamespaces::PodNamespaces(loop::Loop& loop, std::string initBinary)
-    : loop_(loop), initBinary_(std::move(initBinary)) {}
+PodNamespaces::PodNamespaces(loop::Loop& loop, std::string initBinary, PoolOptions pool)
+    : loop_(loop), initBinary_(std::move(initBinary)), pool_(std::move(pool)) {}
 
-PodNamespaces::~PodNamespaces() = default;
+PodNamespaces::~PodNamespaces() {
+  for (const auto& path : poolReady_) {
+    if (Status s = unpin(path); !s.isOk()) spdlog::warn("{}", s.message());
+  }
+}
+
+std::string PodNamespaces::startPool() {
+  if (pool_.dir.empty()) return {};  // no pool at all
+  if (std::string error = state::makeDirectories(pool_.dir, 0700); !error.empty()) return error;
+  // An earlier daemon's ready namespaces: nobody else knows them, and they are cheap to remake.
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(pool_.dir, ec)) {
+    if (Status s = unpin(entry.path()); !s.isOk()) return s.message();
+  }
+  if (ec) return fmt::format("list {}: {}", pool_.dir, ec.message());
+  poolStarted_ = true;
+  refillPool();
+  return {};
+}
+
+nlohmann::json PodNamespaces::poolInfo() const {
+  nlohmann::json info{{"size", pool_.size},
+                      {"ready", poolReady_.size()},
+                      {"made", poolMade_},
+                      {"taken", poolTaken_},
+                      {"missed", poolMissed_}};
+  if (!poolError_.empty()) info["error"] = poolError_;
+  return info;
+}
+
+bool PodNamespaces::takePooledNetns(const std::string& target) {
+  if (pool_.size == 0) return false;
+  if (poolReady_.empty()) {
+    ++poolMissed_;
+    return false;
+  }
+  const std::string pooled = std::move(poolReady_.front());
+  poolReady_.pop_front();
+  // A bind of the pool's pin: the same namespace, now held by the pod's file.
+  const int fd = open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+  const bool bound =
+      fd >= 0 && mount(pooled.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) == 0;
+  const int bindErrno = errno;
+  if (fd >= 0) close(fd);
+  if (fd >= 0 && !bound) unlink(target.c_str());
+  if (Status s = unpin(pooled); !s.isOk()) spdlog::warn("{}", s.message());
+  if (!bound) {
+    spdlog::warn("pin the pooled network namespace {} at {}: {}; the pod makes its own", pooled,
+                 target, std::strerror(bindErrno));
+    return false;
+  }
+  ++poolTaken_;
+  return true;
+}
+
+void PodNamespaces::refillPool() {
+  if (!poolStarted_ || poolRefilling_ || !poolError_.empty() || poolReady_.size() >= pool_.size) {
+    return;
+  }
+  auto plan = std::make_shared<PinPlan>();
+  plan->lowPriority = true;
+  plan->unshareFlags = CLONE_NEWNET;
+  plan->loopbackUp = true;
+  std::string path = fmt::format("{}/{}", pool_.dir, poolSequence_++);
+  plan->pins.emplace_back("/proc/self/ns/net", path);
+  auto result = std::make_shared<Status>();
+  poolRefilling_ = true;
+  const int rc = loop::queueWork(
+      loop_, "make a network namespace for the pool",
+      [plan, result] { *result = pinOnWorker(*plan); },
+      [this, path, result, alive = lifetime_.watch()] {
+        if (alive.expired()) {  // the daemon is stopping: this one would outlive it
+          (void)unpin(path);
+          return;
+        }
+        poolRefilling_ = false;
+        if (!result->isOk()) {
+          poolError_ = result->message();
+          spdlog::warn("the pool of network namespaces stopped, each pod makes its own: {}",
+                       poolError_);
+          return;
+        }
+        ++poolMade_;
+        poolReady_.push_back(path);
+        refillPool();
+      });
+  if (rc != 0) {
+    poolRefilling_ = false;
+    poolError_ = fmt::format("queue a worker job: {}", uv_strerror(rc));
+  }
+}
 
 void PodNamespaces::run(std::vector<std::string> args, std::function<void(Status)> done) {
   UniqueFd errors(memfd_create("pod-init-stderr", MFD_CLOEXEC));
@@ -208,6 +318,19 @@ void PodNamespaces::pin(const PinRequest& request, std::function<void(Status)> d
                        (request.uts ? CLONE_NEWUTS : 0);
   plan->hostname = request.uts ? request.hostname : std::string();
   plan->loopbackUp = request.net;
+  std::string pooled;
+  if (request.net && pool_.size > 0) {
+    if (poolReady_.empty()) {
+      ++poolMissed_;
+    } else {
+      pooled = std::move(poolReady_.front());
+      poolReady_.pop_front();
+      ++poolTaken_;
+      plan->netnsFrom = pooled;  // its loopback is up already
+      plan->unshareFlags &= ~CLONE_NEWNET;
+      plan->loopbackUp = false;
+    }
+  }
   for (const auto& sysctl : request.sysctls) {
     // Resolved by the child in its own namespaces: /proc/sys/net and kernel.shm*/msg*/sem are
     // the writer's. The pod manager has checked that each one is namespaced.
@@ -231,10 +354,16 @@ void PodNamespaces::pin(const PinRequest& request, std::function<void(Status)> d
   auto result = std::make_shared<Status>();
   const int rc = loop::queueWork(
       loop_, "pin pod namespaces", [plan, result] { *result = pinOnWorker(*plan); },
-      [result, done, alive = lifetime_.watch()] {
-        if (!alive.expired()) done(*result);
+      [this, pooled, result, done, alive = lifetime_.watch()] {
+        // The pod's own pin holds a pooled namespace now (or it failed and nothing does).
+        if (!pooled.empty()) {
+          if (Status s = unpin(pooled); !s.isOk()) spdlog::warn("{}", s.message());
+        }
+        if (alive.expired()) return;
+        done(*result);
       });
   if (rc != 0) {
+    if (!pooled.empty()) (void)unpin(pooled);
     done(Status(StatusCode::kInternal,
                 fmt::format("queue the pinning of the pod's namespaces: {}", uv_strerror(rc))));
   }

@@ -31,6 +31,25 @@ def mounts_under(path):
         return [line.split()[4] for line in f if line.split()[4].startswith(path)]
 
 
+def pod_mounts_under(path):
+    """The mounts under `path` but the daemon's pool of ready network namespaces (held while it
+    runs; the daemon fixture checks after the stop that they are gone too)."""
+    return [m for m in mounts_under(path) if "/netns-pool/" not in m]
+
+
+def netns_pool(daemon):
+    answer = unary(daemon.channel(), RUNTIME + "Status", api_pb2.StatusRequest(verbose=True),
+                   api_pb2.StatusResponse)
+    return json.loads(answer.info["netnsPool"])
+
+
+def wait_for(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
 def pod_config(name="web", namespace="default", uid="uid-1", attempt=0, **kwargs):
     config = api_pb2.PodSandboxConfig(
         metadata=api_pb2.PodSandboxMetadata(name=name, namespace=namespace, uid=uid,
@@ -139,7 +158,7 @@ def test_a_pod_gets_its_own_pinned_namespaces_and_files(daemon):
     stop(daemon, pod_id)
     assert status(daemon, pod_id).status.state == api_pb2.SANDBOX_NOTREADY
     remove(daemon, pod_id)
-    assert mounts_under(daemon.dir) == []
+    assert pod_mounts_under(daemon.dir) == []
     assert not os.path.exists(details["runDir"])
     assert error_of(lambda: status(daemon, pod_id)).code() == grpc.StatusCode.NOT_FOUND
 
@@ -264,7 +283,7 @@ def test_remove_of_a_ready_pod_stops_it_first(daemon):
         time.sleep(0.05)
     else:
         pytest.fail("the pod's init survived RemovePodSandbox")
-    assert mounts_under(daemon.dir) == []
+    assert pod_mounts_under(daemon.dir) == []
 
 
 def test_list_filters(daemon):
@@ -322,7 +341,7 @@ def test_bad_pod_configs_fail_cleanly(daemon, config, code, words):
     assert error.code() == code, error.details()
     assert words in error.details()
     assert len(list_pods(daemon)) == 0
-    assert mounts_under(daemon.dir) == []
+    assert pod_mounts_under(daemon.dir) == []
     assert os.listdir(os.path.join(daemon.run_root, "pods")) == []
     assert os.listdir(os.path.join(daemon.root, "pods")) == []
     assert_serving(daemon)
@@ -378,6 +397,11 @@ def test_pods_survive_a_daemon_restart_and_a_kill(tmp_path):
         assert len(list_pods(d)) == 0
     finally:
         d.kill()
+    # A killed daemon leaves only its pool of ready network namespaces, which the next start
+    # removes (and a stop unpins the new one's).
+    assert pod_mounts_under(str(tmp_path)) == []
+    d.start()
+    assert d.stop() == 0
     assert mounts_under(str(tmp_path)) == []
 
 
@@ -391,7 +415,7 @@ def test_fifty_pods_at_once(daemon):
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: remove(daemon, i), ids))
     assert len(list_pods(daemon)) == 0
-    assert mounts_under(daemon.dir) == []
+    assert pod_mounts_under(daemon.dir) == []
 
 
 def test_monoctl_pod_verbs(daemon, tmp_path):
@@ -449,3 +473,56 @@ def test_monoctl_pod_verbs(daemon, tmp_path):
     assert answer.returncode == 2 and "no_such_field" in answer.stderr
     missing = run_monoctl(*endpoint, "inspectp", "ffff")
     assert missing.returncode == 1 and "no pod matches" in missing.stderr
+
+
+def test_pods_take_network_namespaces_made_ahead(daemon):
+    # The daemon keeps a few network namespaces ready (netns_pool_size, 4 by default), pinned
+    # under its run root with the loopback up.
+    wait_for(lambda: netns_pool(daemon)["ready"] == 4)
+    pool_dir = os.path.join(daemon.run_root, "netns-pool")
+    ready = {os.stat(os.path.join(pool_dir, name)).st_ino for name in os.listdir(pool_dir)}
+    assert len(ready) == 4 and os.stat("/proc/self/ns/net").st_ino not in ready
+
+    # A pod gets one of them, set up for it all the same.
+    pod_id = run_pod(daemon, pod_config(name="pooled", hostname="pooled-0"))
+    details = info(daemon, pod_id)
+    net, uts = details["namespaces"]["network"], details["namespaces"]["uts"]
+    assert os.stat(net).st_ino in ready
+    links = nsenter(f"--net={net}", "ip", "-o", "link").splitlines()
+    assert len(links) == 1 and ": lo:" in links[0] and "UP" in links[0], links
+    assert nsenter(f"--uts={uts}", "hostname").strip() == "pooled-0"
+    pool = netns_pool(daemon)
+    assert pool["taken"] == 1 and pool["missed"] == 0, pool
+
+    # The pool is made full again behind it, with a new namespace; the pod's is no longer the
+    # pool's, and goes with the pod.
+    wait_for(lambda: netns_pool(daemon)["ready"] == 4)
+    now = {os.stat(os.path.join(pool_dir, name)).st_ino for name in os.listdir(pool_dir)}
+    assert os.stat(net).st_ino not in now and len(now - ready) == 1
+    remove(daemon, pod_id)
+    assert pod_mounts_under(daemon.dir) == []
+    assert len(mounts_under(pool_dir)) == 4
+
+    # A pod setting net sysctls makes them in a pooled namespace before its network starts.
+    pod_id = run_pod(daemon, pod_config(name="sysctl", uid="u-sysctl", linux=api_pb2.LinuxPodSandboxConfig(
+        sysctls={"net.ipv4.ip_unprivileged_port_start": "7"})))
+    net = info(daemon, pod_id)["namespaces"]["network"]
+    assert os.stat(net).st_ino in now
+    assert nsenter(f"--net={net}", "cat",
+                   "/proc/sys/net/ipv4/ip_unprivileged_port_start").strip() == "7"
+    assert netns_pool(daemon)["taken"] == 2
+    remove(daemon, pod_id)
+
+
+def test_without_a_pool_each_pod_makes_its_own_network_namespace(tmp_path):
+    d = Daemon(str(tmp_path), config="netns_pool_size = 0\n").start()
+    try:
+        pod_id = run_pod(d, pod_config())
+        assert netns_pool(d) == {"size": 0, "ready": 0, "made": 0, "taken": 0, "missed": 0}
+        net = info(d, pod_id)["namespaces"]["network"]
+        assert "UP" in nsenter(f"--net={net}", "ip", "-o", "link")
+        assert not os.listdir(os.path.join(d.run_root, "netns-pool"))
+        remove(d, pod_id)
+    finally:
+        assert d.stop() == 0
+    assert mounts_under(str(tmp_path)) == []

@@ -59,6 +59,7 @@ def test_status_verbose_carries_the_config_as_json(daemon, channel):
     info = json.loads(response.info["daemon"])
     assert info["pid"] == daemon.pid
     assert info["rssBytes"] > 0
+    assert config["netnsPoolSize"] == 4
 
 
 def test_status_verbose_counts_each_methods_calls_and_time(channel):

@@ -170,6 +170,20 @@ TEST_F(ConfigTest, ShippedConfigFileStatesTheDefaults) {
   EXPECT_EQ(shipped.streamTlsCa, defaults.streamTlsCa);
   EXPECT_EQ(shipped.cniConfDir, defaults.cniConfDir);
   EXPECT_EQ(shipped.cniPluginDirs, defaults.cniPluginDirs);
+  EXPECT_EQ(shipped.netnsPoolSize, defaults.netnsPoolSize);
+}
+
+TEST_F(ConfigTest, NetnsPoolSize) {
+  Config config;
+  EXPECT_EQ(config.netnsPoolSize, 4u);
+  ASSERT_EQ(parseConfig("netns_pool_size = 0\n", "t", config), "");
+  EXPECT_EQ(config.netnsPoolSize, 0u);
+  EXPECT_NE(parseConfig("netns_pool_size = 65\n", "t", config)
+                .find("'netns_pool_size' must be at most 64"),
+            std::string::npos);
+  EXPECT_NE(parseConfig("netns_pool_size = -1\n", "t", config).find("netns_pool_size"),
+            std::string::npos);
+  EXPECT_NE(configToToml(Config{}).find("netns_pool_size = 4\n"), std::string::npos);
 }
 
 TEST_F(ConfigTest, CniKeys) {

@@ -1,6 +1,6 @@
 // PodNamespaces::pin with real namespaces (root, in the harness's private mount and network
-// namespaces): what a process joining the pinned namespaces sees, and that a failure leaves
-// nothing pinned.
+// namespaces): what a process joining the pinned namespaces sees, that a failure leaves
+// nothing pinned, and the pool of network namespaces made ahead.
 #include "pods/PodNamespaces.h"
 
 #include <fcntl.h>
@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -37,16 +38,14 @@ class PodNamespacesTest : public ::testing::Test {
     dir_ = pattern;
   }
   void TearDown() override {
-    for (const char* name : {"net", "ipc", "uts"}) {
-      const std::string path = dir_ + "/" + name;
-      umount2(path.c_str(), MNT_DETACH);
-    }
+    for (const auto& point : mountsUnder(dir_))
+      umount2(point.c_str(), MNT_DETACH);
     fs::remove_all(dir_);
   }
 
   grpc::Status pin(const PodNamespaces::PinRequest& request) {
     loop::Loop loop;
-    PodNamespaces namespaces(loop, "/nonexistent/monocri-pod-init");  // pin execs nothing
+    PodNamespaces namespaces(loop, "/nonexistent/monocri-pod-init", {});  // pin execs nothing
     std::optional<grpc::Status> result;
     namespaces.pin(request, [&](grpc::Status status) { result = status; });
     loop.run();
@@ -56,14 +55,15 @@ class PodNamespacesTest : public ::testing::Test {
 
   // What a child that joined the pinned namespaces prints: its hostname, whether lo is up, and
   // a net sysctl, as "hostname lo-up port-start".
-  std::string seenFromInside() const {
+  std::string seenFromInside() const { return seenFromInside(dir_); }
+  static std::string seenFromInside(const std::string& dir) {
     int out[2];
     if (pipe(out) != 0) return "pipe failed";
     const pid_t child = fork();
     if (child == 0) {
       close(out[0]);
       for (const char* name : {"net", "uts"}) {
-        const int fd = open((dir_ + "/" + name).c_str(), O_RDONLY | O_CLOEXEC);
+        const int fd = open((dir + "/" + name).c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0 || setns(fd, 0) != 0) _exit(10);
       }
       char host[128] = {};
@@ -92,16 +92,32 @@ class PodNamespacesTest : public ::testing::Test {
     return seen;
   }
 
-  static bool isMountPoint(const std::string& path) {
+  static std::vector<std::string> mountPoints() {
+    std::vector<std::string> points;
     std::ifstream mounts("/proc/self/mountinfo");
     std::string line;
     while (std::getline(mounts, line)) {
       std::istringstream fields(line);
       std::string id, parent, device, root, point;
       fields >> id >> parent >> device >> root >> point;
-      if (point == path) return true;
+      points.push_back(point);
     }
+    return points;
+  }
+  static bool isMountPoint(const std::string& path) {
+    for (const auto& point : mountPoints())
+      if (point == path) return true;
     return false;
+  }
+  static std::vector<std::string> mountsUnder(const std::string& dir) {
+    std::vector<std::string> under;
+    for (const auto& point : mountPoints())
+      if (point.rfind(dir + "/", 0) == 0) under.push_back(point);
+    return under;
+  }
+  static ino_t inodeOf(const std::string& path) {
+    struct stat st {};
+    return stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
   }
 
   std::string dir_;
@@ -165,6 +181,100 @@ TEST_F(PodNamespacesTest, AMalformedSysctlIsRefusedBeforeAnyNamespaceIsMade) {
   ASSERT_FALSE(status.isOk());
   EXPECT_EQ(status.code(), grpc::StatusCode::kInvalidArgument);
   EXPECT_FALSE(fs::exists(dir_ + "/net"));
+}
+
+TEST_F(PodNamespacesTest, APodTakesAPooledNetworkNamespaceAndThePoolRefills) {
+  const std::string poolDir = dir_ + "/pool", podDir = dir_ + "/pod";
+  fs::create_directories(podDir);
+  // A pin an earlier daemon left in the pool: nobody knows it, the start removes it.
+  fs::create_directories(poolDir);
+  std::ofstream(poolDir + "/stale").close();
+  ASSERT_EQ(mount("/proc/self/ns/net", (poolDir + "/stale").c_str(), nullptr, MS_BIND, nullptr), 0);
+  loop::Loop loop;
+  {
+    PodNamespaces namespaces(loop, "/nonexistent/monocri-pod-init", {poolDir, 2});
+    ASSERT_EQ(namespaces.startPool(), "");
+    EXPECT_FALSE(fs::exists(poolDir + "/stale"));
+    loop.run();  // until the pool is full
+    nlohmann::json info = namespaces.poolInfo();
+    EXPECT_EQ(info["ready"].get<int>(), 2) << info.dump();
+    EXPECT_EQ(info["made"].get<int>(), 2) << info.dump();
+    ASSERT_TRUE(isMountPoint(poolDir + "/0"));
+    ASSERT_TRUE(isMountPoint(poolDir + "/1"));
+    const ino_t pooled = inodeOf(poolDir + "/0");
+    EXPECT_NE(pooled, inodeOf("/proc/self/ns/net"));
+
+    PodNamespaces::PinRequest request;
+    request.dir = podDir;
+    request.net = request.ipc = request.uts = true;
+    request.hostname = "web-1";
+    request.sysctls = {"net.ipv4.ip_unprivileged_port_start=43"};
+    std::optional<grpc::Status> result;
+    namespaces.pin(request, [&](grpc::Status status) { result = status; });
+    loop.run();
+    ASSERT_TRUE(result.has_value());
+    ASSERT_TRUE(result->isOk()) << result->message();
+    EXPECT_EQ(inodeOf(podDir + "/net"), pooled);  // the ready one, not a new one
+    EXPECT_FALSE(fs::exists(poolDir + "/0"));     // and no longer the pool's
+    // Set up for the pod all the same: its hostname and sysctl, and lo up from the pool.
+    EXPECT_EQ(seenFromInside(podDir), "web-1 up 43");
+    info = namespaces.poolInfo();
+    EXPECT_EQ(info["taken"].get<int>(), 1) << info.dump();
+    EXPECT_EQ(info["ready"].get<int>(), 1) << info.dump();
+    // Made again when the pod manager says the pods' work is done.
+    namespaces.refillPool();
+    loop.run();
+    EXPECT_EQ(namespaces.poolInfo()["ready"].get<int>(), 2);
+    EXPECT_TRUE(isMountPoint(poolDir + "/2"));
+    EXPECT_NE(inodeOf(poolDir + "/2"), pooled);
+
+    // Taken at once: a bind of the pool's pin where the pod wants it.
+    const ino_t next = inodeOf(poolDir + "/1");
+    ASSERT_TRUE(namespaces.takePooledNetns(dir_ + "/taken"));
+    EXPECT_EQ(inodeOf(dir_ + "/taken"), next);
+    EXPECT_FALSE(fs::exists(poolDir + "/1"));
+    // A target that cannot be made: false, and the pooled namespace is not leaked.
+    EXPECT_FALSE(namespaces.takePooledNetns(dir_ + "/no/such/dir/net"));
+    EXPECT_TRUE(mountsUnder(poolDir).empty());
+    EXPECT_FALSE(namespaces.takePooledNetns(dir_ + "/none-left"));  // the pool is empty
+    EXPECT_EQ(namespaces.poolInfo()["missed"].get<int>(), 1);
+  }
+  // What it handed out stays the pods'.
+  EXPECT_TRUE(isMountPoint(podDir + "/net"));
+  EXPECT_TRUE(isMountPoint(dir_ + "/taken"));
+}
+
+TEST_F(PodNamespacesTest, TheDaemonGoingUnpinsThePoolsNamespaces) {
+  const std::string poolDir = dir_ + "/pool";
+  loop::Loop loop;
+  {
+    PodNamespaces namespaces(loop, "/nonexistent/monocri-pod-init", {poolDir, 3});
+    ASSERT_EQ(namespaces.startPool(), "");
+    loop.run();
+    ASSERT_EQ(mountsUnder(poolDir).size(), 3u);
+  }
+  EXPECT_TRUE(mountsUnder(poolDir).empty());
+  EXPECT_TRUE(fs::is_empty(poolDir));
+}
+
+TEST_F(PodNamespacesTest, WithAnEmptyPoolAPodMakesItsOwn) {
+  const std::string podDir = dir_ + "/pod";
+  fs::create_directories(podDir);
+  loop::Loop loop;
+  PodNamespaces namespaces(loop, "/nonexistent/monocri-pod-init", {dir_ + "/pool", 1});
+  // Not started: nothing ready, so the pod cannot wait for the pool.
+  PodNamespaces::PinRequest request;
+  request.dir = podDir;
+  request.net = request.uts = true;
+  request.hostname = "web-2";
+  std::optional<grpc::Status> result;
+  namespaces.pin(request, [&](grpc::Status status) { result = status; });
+  loop.run();
+  ASSERT_TRUE(result.has_value() && result->isOk());
+  EXPECT_EQ(seenFromInside(podDir).substr(0, 8), "web-2 up");
+  const nlohmann::json info = namespaces.poolInfo();
+  EXPECT_EQ(info["missed"].get<int>(), 1) << info.dump();
+  EXPECT_EQ(info["taken"].get<int>(), 0) << info.dump();
 }
 
 }  // namespace
