@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -49,6 +50,7 @@ std::string readMessage(int fd) {
 // (CLONE_VM) and must not allocate, so every path is built here and it only reads them. It
 // reports a failure in `failedStep`/`failedPath`/`failedErrno`, which the worker reads after.
 struct PinPlan {
+  pid_t daemonPid = getpid();
   bool lowPriority = false;  // a pooled namespace, made ahead of need: it yields the CPU
   std::string netnsFrom;     // a pooled network namespace's pin, entered instead of a new one
   int unshareFlags = 0;
@@ -84,6 +86,9 @@ bool writeAll(int fd, const std::string& data) {
 // syscalls; its signals stay blocked (the worker blocked them all before the clone).
 int pinInChild(void* arg) {
   PinPlan& plan = *static_cast<PinPlan*>(arg);
+  // Dies with the daemon: an orphan finishing its pins after a restarted daemon cleaned up
+  // would leave namespaces nobody knows.
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != plan.daemonPid) return 1;
   if (plan.lowPriority) {
     // Not SCHED_IDLE: the child holds the rtnl lock for part of its work, and a starved holder
     // would stall every netlink user on a busy node (CNI plugins among them).
@@ -192,11 +197,13 @@ std::string PodNamespaces::startPool() {
   if (pool_.dir.empty()) return {};  // no pool at all
   if (std::string error = state::makeDirectories(pool_.dir, 0700); !error.empty()) return error;
   // An earlier daemon's ready namespaces: nobody else knows them, and they are cheap to remake.
+  // One that cannot go is named in the log; the pool's own names never meet it (they start
+  // with this daemon's pid).
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(pool_.dir, ec)) {
-    if (Status s = unpin(entry.path()); !s.isOk()) return s.message();
+    if (Status s = unpin(entry.path()); !s.isOk()) spdlog::warn("{}", s.message());
   }
-  if (ec) return fmt::format("list {}: {}", pool_.dir, ec.message());
+  if (ec) spdlog::warn("list {}: {}", pool_.dir, ec.message());
   poolStarted_ = true;
   refillPool();
   return {};
@@ -245,7 +252,7 @@ void PodNamespaces::refillPool() {
   plan->lowPriority = true;
   plan->unshareFlags = CLONE_NEWNET;
   plan->loopbackUp = true;
-  std::string path = fmt::format("{}/{}", pool_.dir, poolSequence_++);
+  std::string path = fmt::format("{}/{}-{}", pool_.dir, getpid(), poolSequence_++);
   plan->pins.emplace_back("/proc/self/ns/net", path);
   auto result = std::make_shared<Status>();
   poolRefilling_ = true;

@@ -199,9 +199,10 @@ TEST_F(PodNamespacesTest, APodTakesAPooledNetworkNamespaceAndThePoolRefills) {
     nlohmann::json info = namespaces.poolInfo();
     EXPECT_EQ(info["ready"].get<int>(), 2) << info.dump();
     EXPECT_EQ(info["made"].get<int>(), 2) << info.dump();
-    ASSERT_TRUE(isMountPoint(poolDir + "/0"));
-    ASSERT_TRUE(isMountPoint(poolDir + "/1"));
-    const ino_t pooled = inodeOf(poolDir + "/0");
+    const std::string first = poolDir + "/" + std::to_string(getpid()) + "-";
+    ASSERT_TRUE(isMountPoint(first + "0"));
+    ASSERT_TRUE(isMountPoint(first + "1"));
+    const ino_t pooled = inodeOf(first + "0");
     EXPECT_NE(pooled, inodeOf("/proc/self/ns/net"));
 
     PodNamespaces::PinRequest request;
@@ -215,7 +216,7 @@ TEST_F(PodNamespacesTest, APodTakesAPooledNetworkNamespaceAndThePoolRefills) {
     ASSERT_TRUE(result.has_value());
     ASSERT_TRUE(result->isOk()) << result->message();
     EXPECT_EQ(inodeOf(podDir + "/net"), pooled);  // the ready one, not a new one
-    EXPECT_FALSE(fs::exists(poolDir + "/0"));     // and no longer the pool's
+    EXPECT_FALSE(fs::exists(first + "0"));        // and no longer the pool's
     // Set up for the pod all the same: its hostname and sysctl, and lo up from the pool.
     EXPECT_EQ(seenFromInside(podDir), "web-1 up 43");
     info = namespaces.poolInfo();
@@ -225,14 +226,14 @@ TEST_F(PodNamespacesTest, APodTakesAPooledNetworkNamespaceAndThePoolRefills) {
     namespaces.refillPool();
     loop.run();
     EXPECT_EQ(namespaces.poolInfo()["ready"].get<int>(), 2);
-    EXPECT_TRUE(isMountPoint(poolDir + "/2"));
-    EXPECT_NE(inodeOf(poolDir + "/2"), pooled);
+    EXPECT_TRUE(isMountPoint(first + "2"));
+    EXPECT_NE(inodeOf(first + "2"), pooled);
 
     // Taken at once: a bind of the pool's pin where the pod wants it.
-    const ino_t next = inodeOf(poolDir + "/1");
+    const ino_t next = inodeOf(first + "1");
     ASSERT_TRUE(namespaces.takePooledNetns(dir_ + "/taken"));
     EXPECT_EQ(inodeOf(dir_ + "/taken"), next);
-    EXPECT_FALSE(fs::exists(poolDir + "/1"));
+    EXPECT_FALSE(fs::exists(first + "1"));
     // A target that cannot be made: false, and the pooled namespace is not leaked.
     EXPECT_FALSE(namespaces.takePooledNetns(dir_ + "/no/such/dir/net"));
     EXPECT_TRUE(mountsUnder(poolDir).empty());
