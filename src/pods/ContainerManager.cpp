@@ -23,6 +23,7 @@ using grpc::StatusCode;
 namespace {
 
 constexpr size_t kMaxImageConfigBytes = 8 << 20;
+constexpr size_t kImageConfigsKept = 64;
 // After `runtime create` succeeded, the terminal it sent is read on the next loop turns.
 constexpr uint64_t kTerminalWaitMs = 5000;
 // After SIGKILL, how long a stop waits for the exit before asking the runtime what became of it.
@@ -286,22 +287,27 @@ std::string ContainerManager::stateDir(const std::string& id) const {
   return options_.stateRoot + "/containers/" + id;
 }
 
-Status ContainerManager::persist(Container& c) {
+Status ContainerManager::persistConfig(Container& c) {
+  // Rewritten only when it changed (created, resources updated).
+  if (c.configPersisted) return Status::ok();
   const std::string dir = stateDir(c.id);
   if (std::string error = state::makeDirectories(dir, 0700); !error.empty()) {
     return Status(StatusCode::kInternal, error);
   }
-  // Rewritten only when it changed (created, resources updated).
-  if (!c.configPersisted) {
-    std::string config;
-    c.config.SerializeToString(&config);
-    if (std::string error = state::writeFileAtomically(dir + "/config.pb", config, 0600,
-                                                       state::Durability::kProcessCrash);
-        !error.empty()) {
-      return Status(StatusCode::kInternal, error);
-    }
-    c.configPersisted = true;
+  std::string config;
+  c.config.SerializeToString(&config);
+  if (std::string error = state::writeFileAtomically(dir + "/config.pb", config, 0600,
+                                                     state::Durability::kProcessCrash);
+      !error.empty()) {
+    return Status(StatusCode::kInternal, error);
   }
+  c.configPersisted = true;
+  return Status::ok();
+}
+
+Status ContainerManager::persist(Container& c) {
+  if (Status s = persistConfig(c); !s.isOk()) return s;
+  const std::string dir = stateDir(c.id);
   const nlohmann::json record = {{"id", c.id},
                                  {"pod_id", c.podId},
                                  {"image", c.image},
@@ -327,6 +333,28 @@ Status ContainerManager::persist(Container& c) {
       !error.empty()) {
     return Status(StatusCode::kInternal, error);
   }
+  return Status::ok();
+}
+
+Status ContainerManager::imageConfigOf(const oci::ImageRecord& image, nlohmann::json& config) {
+  const std::string key = image.id.str();
+  if (auto it = imageConfigs_.find(key); it != imageConfigs_.end()) {
+    config = it->second;
+    return Status::ok();
+  }
+  std::string bytes;
+  if (std::string error = images_.store().readBlob(image.id, kMaxImageConfigBytes, bytes);
+      !error.empty()) {
+    return Status(StatusCode::kInternal, error);
+  }
+  config = nlohmann::json::object();
+  const auto document = nlohmann::json::parse(bytes, nullptr, false);
+  if (document.is_object() && document.contains("config") && document["config"].is_object()) {
+    config = document["config"];
+  }
+  // A blob named by its digest never changes: the parse is kept, for a node's few images.
+  if (imageConfigs_.size() >= kImageConfigsKept) imageConfigs_.clear();
+  imageConfigs_.emplace(key, config);
   return Status::ok();
 }
 
@@ -373,18 +401,8 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
                                    config.image().image().substr(0, 300))),
                 "");
   }
-  std::string imageConfigBytes;
-  nlohmann::json imageConfig = nlohmann::json::object();
-  if (std::string error =
-          images_.store().readBlob(image->id, kMaxImageConfigBytes, imageConfigBytes);
-      error.empty()) {
-    const auto document = nlohmann::json::parse(imageConfigBytes, nullptr, false);
-    if (document.is_object() && document.contains("config") && document["config"].is_object()) {
-      imageConfig = document["config"];
-    }
-  } else {
-    return done(Status(StatusCode::kInternal, error), "");
-  }
+  nlohmann::json imageConfig;
+  if (Status s = imageConfigOf(*image, imageConfig); !s.isOk()) return done(s, "");
 
   container->id = newPodOrContainerId();
   container->image = config.image().image();
@@ -422,6 +440,7 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
     v1::PodSandboxConfig podConfig;
     oci::ContainerSpec spec;
     Status status;
+    Status ioStatus;  // the loop's part, done meanwhile
     std::string bundle;
   };
   auto job = std::make_shared<Job>();
@@ -465,6 +484,7 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
               auto it = containers_.find(id);
               if (it == containers_.end()) return;
               if (!job->status.isOk()) return failCreate(id, job->status);
+              if (!job->ioStatus.isOk()) return failCreate(id, job->ioStatus);
               Container& c = *it->second;
               for (const auto& warning : job->spec.warnings)
                 spdlog::warn("container {}: {}", id, warning);
@@ -474,28 +494,7 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
               c.additionalGids = job->spec.additionalGids;
               c.username = job->spec.username;
 
-              std::unique_ptr<logging::LogWriter> writer;
-              if (!c.logPath.empty()) {
-                std::string error;
-                logging::LogWriterOptions logOptions;
-                if (Status s = logOptionsFor(c.podId, logOptions); !s.isOk()) {
-                  return failCreate(id, s);
-                }
-                std::filesystem::create_directories(std::filesystem::path(c.logPath).parent_path());
-                writer = logging::LogWriter::open(loop_, c.logPath, logOptions, error);
-                if (!writer) return failCreate(id, Status(StatusCode::kInternal, error));
-                if (options_.logJournal && !c.config.tty()) {
-                  // A pty cannot be teed: a tty container's log has no journal.
-                  auto journal = logging::LogJournal::create(logJournalDir(id), c.logPath, error);
-                  if (!journal) return failCreate(id, Status(StatusCode::kInternal, error));
-                  writer->attachJournal(std::move(journal), {});
-                }
-              }
               std::string error;
-              c.io = monitor::ContainerIo::create(loop_, std::move(writer),
-                                                  {c.config.tty(), c.config.stdin()}, error);
-              if (!c.io) return failCreate(id, Status(StatusCode::kInternal, error));
-
               oci::RuntimeCreateOptions create;
               create.id = id;
               create.bundle = job->bundle;
@@ -552,8 +551,38 @@ void ContainerManager::create(const std::string& podId, const v1::ContainerConfi
                     }
                     runtimeCreated(id);
                   });
+              // The runtime takes milliseconds: kubelet's config is written meanwhile. A
+              // failure comes back from persist() once the runtime has answered.
+              (void)persistConfig(c);
             });
+        // While a worker builds the spec: the log file and the container's pipes. A failure
+        // waits for the worker (it writes into the bundle that failCreate removes).
+        if (auto it = containers_.find(id); it != containers_.end()) {
+          job->ioStatus = openIo(*it->second);
+        }
       });
+}
+
+Status ContainerManager::openIo(Container& c) {
+  std::unique_ptr<logging::LogWriter> writer;
+  std::string error;
+  if (!c.logPath.empty()) {
+    logging::LogWriterOptions logOptions;
+    if (Status s = logOptionsFor(c.podId, logOptions); !s.isOk()) return s;
+    std::filesystem::create_directories(std::filesystem::path(c.logPath).parent_path());
+    writer = logging::LogWriter::open(loop_, c.logPath, logOptions, error);
+    if (!writer) return Status(StatusCode::kInternal, error);
+    if (options_.logJournal && !c.config.tty()) {
+      // A pty cannot be teed: a tty container's log has no journal.
+      auto journal = logging::LogJournal::create(logJournalDir(c.id), c.logPath, error);
+      if (!journal) return Status(StatusCode::kInternal, error);
+      writer->attachJournal(std::move(journal), {});
+    }
+  }
+  c.io = monitor::ContainerIo::create(loop_, std::move(writer), {c.config.tty(), c.config.stdin()},
+                                      error);
+  if (!c.io) return Status(StatusCode::kInternal, error);
+  return Status::ok();
 }
 
 // Both halves of a create are done: the runtime's (pid known) and, for a tty container, the

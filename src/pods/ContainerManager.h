@@ -133,6 +133,8 @@ class ContainerManager {
  private:
   void finishCreate(const std::string& key, grpc::Status status, const std::string& id);
   void failCreate(const std::string& id, grpc::Status status);
+  // The image's config ("config" of its config blob; {} if it has none), parsed once per image.
+  grpc::Status imageConfigOf(const oci::ImageRecord& image, nlohmann::json& config);
   void runtimeCreated(const std::string& id);
   void exited(const std::string& id, const monitor::ExitInfo& exit);
   void exitNotSeen(const std::string& id);
@@ -141,6 +143,9 @@ class ContainerManager {
   // The daemon's log options with the pod's own limits (its annotations) applied.
   grpc::Status logOptionsFor(const std::string& podId, logging::LogWriterOptions& out) const;
   grpc::Status persist(Container& container);
+  grpc::Status persistConfig(Container& container);  // config.pb, once
+  // The container's log writer and pipes (ContainerIo).
+  grpc::Status openIo(Container& container);
   void answerStops(Container& container, grpc::Status status);
   std::string bundleDir(const std::string& id) const;
   std::string stateDir(const std::string& id) const;
@@ -160,6 +165,7 @@ class ContainerManager {
   monitor::ExitMonitor& exits_;
   std::map<std::string, std::unique_ptr<Container>> containers_;
   std::map<std::string, std::vector<CreateDone>> pendingCreates_;  // by key
+  std::map<std::string, nlohmann::json> imageConfigs_;  // parsed image configs, by image id
   std::map<uint64_t, std::unique_ptr<exec::ExecSyncCall>> execSyncs_;
   uint64_t nextExecSync_ = 0;
   loop::LifetimeGuard lifetime_;

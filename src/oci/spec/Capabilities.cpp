@@ -4,6 +4,7 @@
 #include <sys/capability.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 
 #include "oci/spec/Quoted.h"
@@ -88,8 +89,9 @@ int capabilityFromName(std::string_view name) {
   return value;
 }
 
-std::string capabilityName(int capability) {
-  if (capability < 0 || capability >= kMaskBits) return "";
+namespace {
+
+std::string nameFromLibcap(int capability) {
   char* name = cap_to_name(static_cast<cap_value_t>(capability));
   if (name == nullptr) return "";
   std::string upper;
@@ -98,6 +100,20 @@ std::string capabilityName(int capability) {
   cap_free(name);
   // libcap prints a number for a capability it cannot name.
   return upper.starts_with("CAP_") ? upper : "";
+}
+
+}  // namespace
+
+std::string capabilityName(int capability) {
+  if (capability < 0 || capability >= kMaskBits) return "";
+  // Asked for every capability of every container spec: libcap's answers, kept.
+  static const auto names = [] {
+    std::array<std::string, kMaskBits> table;
+    for (int cap = 0; cap < kMaskBits; ++cap)
+      table[static_cast<size_t>(cap)] = nameFromLibcap(cap);
+    return table;
+  }();
+  return names[static_cast<size_t>(capability)];
 }
 
 std::vector<std::string> capabilityNames(CapabilityMask mask) {
