@@ -4,7 +4,7 @@
 //
 // Network namespaces also come ready-made from a small pool: making one is most of a pod's
 // setup (the kernel registers its devices and sysctls, about half a millisecond), so a few are
-// made ahead, by a child at idle CPU priority, and a pod takes one instead of waiting.
+// made ahead, by a child at low CPU priority (nice 10), and a pod takes one instead of waiting.
 #pragma once
 
 #include <sys/types.h>
