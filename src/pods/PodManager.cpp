@@ -453,7 +453,7 @@ void PodManager::run(const v1::PodSandboxConfig& config, const std::string& runt
   // Three parts at once where they can be: the namespaces (a worker's child), the pod's network
   // (CNI plugins, once its network namespace is pinned) and the pod's files (here, on the
   // loop). A network namespace ready in the pool is pinned at once and the plugins start before
-  // the rest: unless the pod sets net sysctls, which come first.
+  // the rest, unless the pod sets net sysctls: the child sets them in it first.
   PodNamespaces::PinRequest pin;
   pin.dir = ref.runDir + "/ns";
   pin.net = ref.networkMode != v1::NODE;
@@ -463,8 +463,12 @@ void PodManager::run(const v1::PodSandboxConfig& config, const std::string& runt
   const bool netSysctls = std::any_of(sysctls.begin(), sysctls.end(),
                                       [](const std::string& s) { return s.starts_with("net."); });
   pin.sysctls = std::move(sysctls);
-  const bool netPinned = pin.net && !netSysctls && namespaces_.takePooledNetns(ref.netnsPath());
-  if (netPinned) pin.net = false;
+  if (pin.net && namespaces_.takePooledNetns(ref.netnsPath())) {
+    pin.net = false;
+    pin.enterNet = ref.netnsPath();
+  }
+  // Its network can start now, unless net sysctls are still to be set in it.
+  const bool networkFirst = !pin.enterNet.empty() && !netSysctls;
 
   struct Join {
     int pending = 0;
@@ -540,12 +544,12 @@ void PodManager::run(const v1::PodSandboxConfig& config, const std::string& runt
   };
   const bool podNetwork = ref.networkMode != v1::NODE;
   join->pending = 2 + (podNetwork ? 1 : 0);  // the namespaces, the files, the network
-  if (netPinned) attachNetwork();
-  namespaces_.pin(pin, [this, netPinned, podNetwork, partDone, attachNetwork,
+  if (networkFirst) attachNetwork();
+  namespaces_.pin(pin, [this, networkFirst, podNetwork, partDone, attachNetwork,
                         alive = lifetime_.watch()](Status status) {
     if (alive.expired()) return;
-    // Without a pooled namespace the plugins need this one: they start now, or never.
-    if (podNetwork && !netPinned) {
+    // The plugins waited for the namespaces: they start now, or never.
+    if (podNetwork && !networkFirst) {
       if (status.isOk()) {
         attachNetwork();
       } else {

@@ -52,7 +52,7 @@ std::string readMessage(int fd) {
 struct PinPlan {
   pid_t daemonPid = getpid();
   bool lowPriority = false;  // a pooled namespace, made ahead of need: it yields the CPU
-  std::string netnsFrom;     // a pooled network namespace's pin, entered instead of a new one
+  std::string netnsFrom;     // a pinned network namespace entered instead of making one
   int unshareFlags = 0;
   std::string hostname;
   bool loopbackUp = false;
@@ -97,7 +97,7 @@ int pinInChild(void* arg) {
   if (!plan.netnsFrom.empty()) {
     const int fd = open(plan.netnsFrom.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
-      failIn(plan, "enter the pooled network namespace", &plan.netnsFrom);
+      failIn(plan, "enter the pod's network namespace", &plan.netnsFrom);
       if (fd >= 0) close(fd);
       return 1;
     }
@@ -325,19 +325,7 @@ void PodNamespaces::pin(const PinRequest& request, std::function<void(Status)> d
                        (request.uts ? CLONE_NEWUTS : 0);
   plan->hostname = request.uts ? request.hostname : std::string();
   plan->loopbackUp = request.net;
-  std::string pooled;
-  if (request.net && pool_.size > 0) {
-    if (poolReady_.empty()) {
-      ++poolMissed_;
-    } else {
-      pooled = std::move(poolReady_.front());
-      poolReady_.pop_front();
-      ++poolTaken_;
-      plan->netnsFrom = pooled;  // its loopback is up already
-      plan->unshareFlags &= ~CLONE_NEWNET;
-      plan->loopbackUp = false;
-    }
-  }
+  if (!request.net) plan->netnsFrom = request.enterNet;
   for (const auto& sysctl : request.sysctls) {
     // Resolved by the child in its own namespaces: /proc/sys/net and kernel.shm*/msg*/sem are
     // the writer's. The pod manager has checked that each one is namespaced.
@@ -361,16 +349,10 @@ void PodNamespaces::pin(const PinRequest& request, std::function<void(Status)> d
   auto result = std::make_shared<Status>();
   const int rc = loop::queueWork(
       loop_, "pin pod namespaces", [plan, result] { *result = pinOnWorker(*plan); },
-      [this, pooled, result, done, alive = lifetime_.watch()] {
-        // The pod's own pin holds a pooled namespace now (or it failed and nothing does).
-        if (!pooled.empty()) {
-          if (Status s = unpin(pooled); !s.isOk()) spdlog::warn("{}", s.message());
-        }
-        if (alive.expired()) return;
-        done(*result);
+      [result, done, alive = lifetime_.watch()] {
+        if (!alive.expired()) done(*result);
       });
   if (rc != 0) {
-    if (!pooled.empty()) (void)unpin(pooled);
     done(Status(StatusCode::kInternal,
                 fmt::format("queue the pinning of the pod's namespaces: {}", uv_strerror(rc))));
   }

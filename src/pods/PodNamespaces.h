@@ -42,11 +42,13 @@ class PodNamespaces {
     bool net = false, ipc = false, uts = false;
     std::string hostname;
     std::vector<std::string> sysctls;  // "key=value", already checked to be namespaced
+    // Without net: the pod's network namespace, pinned already (from the pool), which its net
+    // sysctls are set in.
+    std::string enterNet;
   };
-  // A request with net takes a pooled network namespace if one is ready (its loopback is up).
   void pin(const PinRequest& request, std::function<void(grpc::Status)> done);
-  // Pins a pooled network namespace at `target` at once (a bind mount, on the loop): false if
-  // none is ready or the bind failed, and then the pod makes its own through pin().
+  // Pins a pooled network namespace (loopback up) at `target` at once, a bind mount on the
+  // loop: false if none is ready or the bind failed, and then pin() makes the pod's own.
   bool takePooledNetns(const std::string& target);
   // Makes pooled network namespaces (one at a time, at low CPU priority) until the pool is full.
   // Called when the pods' own work is done, so that the making competes with none of it.

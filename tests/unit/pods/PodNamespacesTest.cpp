@@ -205,9 +205,15 @@ TEST_F(PodNamespacesTest, APodTakesAPooledNetworkNamespaceAndThePoolRefills) {
     const ino_t pooled = inodeOf(first + "0");
     EXPECT_NE(pooled, inodeOf("/proc/self/ns/net"));
 
+    // A pod takes one at once (a bind of the pool's pin where the pod's goes), and its other
+    // namespaces are made with its net sysctls set in the taken one.
+    ASSERT_TRUE(namespaces.takePooledNetns(podDir + "/net"));
+    EXPECT_EQ(inodeOf(podDir + "/net"), pooled);  // the ready one, not a new one
+    EXPECT_FALSE(fs::exists(first + "0"));        // and no longer the pool's
     PodNamespaces::PinRequest request;
     request.dir = podDir;
-    request.net = request.ipc = request.uts = true;
+    request.ipc = request.uts = true;
+    request.enterNet = podDir + "/net";
     request.hostname = "web-1";
     request.sysctls = {"net.ipv4.ip_unprivileged_port_start=43"};
     std::optional<grpc::Status> result;
@@ -215,8 +221,7 @@ TEST_F(PodNamespacesTest, APodTakesAPooledNetworkNamespaceAndThePoolRefills) {
     loop.run();
     ASSERT_TRUE(result.has_value());
     ASSERT_TRUE(result->isOk()) << result->message();
-    EXPECT_EQ(inodeOf(podDir + "/net"), pooled);  // the ready one, not a new one
-    EXPECT_FALSE(fs::exists(first + "0"));        // and no longer the pool's
+    EXPECT_EQ(inodeOf(podDir + "/net"), pooled);
     // Set up for the pod all the same: its hostname and sysctl, and lo up from the pool.
     EXPECT_EQ(seenFromInside(podDir), "web-1 up 43");
     info = namespaces.poolInfo();
@@ -229,7 +234,6 @@ TEST_F(PodNamespacesTest, APodTakesAPooledNetworkNamespaceAndThePoolRefills) {
     EXPECT_TRUE(isMountPoint(first + "2"));
     EXPECT_NE(inodeOf(first + "2"), pooled);
 
-    // Taken at once: a bind of the pool's pin where the pod wants it.
     const ino_t next = inodeOf(first + "1");
     ASSERT_TRUE(namespaces.takePooledNetns(dir_ + "/taken"));
     EXPECT_EQ(inodeOf(dir_ + "/taken"), next);
@@ -263,7 +267,8 @@ TEST_F(PodNamespacesTest, WithAnEmptyPoolAPodMakesItsOwn) {
   fs::create_directories(podDir);
   loop::Loop loop;
   PodNamespaces namespaces(loop, "/nonexistent/monocri-pod-init", {dir_ + "/pool", 1});
-  // Not started: nothing ready, so the pod cannot wait for the pool.
+  // Not started: nothing ready, so the pod makes its own.
+  EXPECT_FALSE(namespaces.takePooledNetns(podDir + "/net"));
   PodNamespaces::PinRequest request;
   request.dir = podDir;
   request.net = request.uts = true;
