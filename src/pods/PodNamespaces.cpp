@@ -81,6 +81,21 @@ bool writeAll(int fd, const std::string& data) {
   return true;
 }
 
+// Pins the namespace file `source` at `target` (a new file, then a bind mount onto it). Only
+// syscalls, for the child too. Returns null, or the step that failed with errno set (the file
+// made is removed again).
+const char* pinAt(const char* source, const char* target) {
+  const int fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+  if (fd < 0) return "create the namespace file";
+  const bool bound = mount(source, target, nullptr, MS_BIND, nullptr) == 0;
+  const int bindErrno = errno;
+  close(fd);
+  if (bound) return nullptr;
+  unlink(target);
+  errno = bindErrno;
+  return "bind the namespace onto";
+}
+
 // The child: new namespaces, set up, each pinned by a bind mount of /proc/self/ns/<ns> (the
 // child's own, as CRI-O's pinns does), then it exits and the mounts keep them alive. Only plain
 // syscalls; its signals stay blocked (the worker blocked them all before the clone).
@@ -131,18 +146,14 @@ int pinInChild(void* arg) {
   }
   size_t made = 0;
   for (const auto& [source, target] : plan.pins) {
-    const int fd = open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
-    int rc = fd < 0 ? -1 : mount(source.c_str(), target.c_str(), nullptr, MS_BIND, nullptr);
-    if (rc != 0) {
-      failIn(plan, fd < 0 ? "create the namespace file" : "bind the namespace onto", &target);
-      if (fd >= 0) unlink(target.c_str());
+    if (const char* failed = pinAt(source.c_str(), target.c_str()); failed != nullptr) {
+      failIn(plan, failed, &target);
       for (size_t i = 0; i < made; ++i) {  // all or nothing
         umount2(plan.pins[i].second.c_str(), MNT_DETACH);
         unlink(plan.pins[i].second.c_str());
       }
       return 1;
     }
-    close(fd);
     ++made;
   }
   return 0;
@@ -228,16 +239,12 @@ bool PodNamespaces::takePooledNetns(const std::string& target) {
   const std::string pooled = std::move(poolReady_.front());
   poolReady_.pop_front();
   // A bind of the pool's pin: the same namespace, now held by the pod's file.
-  const int fd = open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
-  const bool bound =
-      fd >= 0 && mount(pooled.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) == 0;
-  const int bindErrno = errno;
-  if (fd >= 0) close(fd);
-  if (fd >= 0 && !bound) unlink(target.c_str());
+  const char* failed = pinAt(pooled.c_str(), target.c_str());
+  const int pinErrno = errno;
   if (Status s = unpin(pooled); !s.isOk()) spdlog::warn("{}", s.message());
-  if (!bound) {
-    spdlog::warn("pin the pooled network namespace {} at {}: {}; the pod makes its own", pooled,
-                 target, std::strerror(bindErrno));
+  if (failed != nullptr) {
+    spdlog::warn("{} {} (the pooled network namespace {}): {}; the pod makes its own", failed,
+                 target, pooled, std::strerror(pinErrno));
     return false;
   }
   ++poolTaken_;
