@@ -182,7 +182,8 @@ int Daemon::run() {
     return nlohmann::json{{"batchesWritten", stats.batchesWritten},
                           {"bytesWritten", stats.bytesWritten},
                           {"queuedBatches", stats.queuedBatches},
-                          {"longestWriteNanos", stats.longestWriteNs}};
+                          {"longestWriteNanos", stats.longestWriteNs},
+                          {"cpuMoves", stats.cpuMoves}};
   };
   cri_ = std::make_unique<cri::CriService>(server_, std::move(criOptions), runtime_, *network_);
   health_ = std::make_unique<cri::HealthService>(server_);

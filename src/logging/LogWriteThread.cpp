@@ -1,6 +1,7 @@
 #include "logging/LogWriteThread.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <time.h>
@@ -65,6 +66,7 @@ LogWriteThread::~LogWriteThread() {
 void LogWriteThread::submit(std::shared_ptr<const state::UniqueFd> file,
                             std::unique_ptr<RecordBatch> batch, Done done, JournalCommit commit) {
   if (stats_.queuedBatches++ == 0) resultsReady_->ref();
+  if (batch) loopCpu_.store(::sched_getcpu(), std::memory_order_relaxed);
   {
     std::lock_guard lock(mutex_);
     queued_.push_back(Job{std::move(file), std::move(batch), std::move(done), std::move(commit)});
@@ -88,10 +90,29 @@ void LogWriteThread::giveBack(std::unique_ptr<RecordBatch> batch) {
 }
 
 LogWriteThread::Stats LogWriteThread::stats() const {
-  return stats_;
+  Stats stats = stats_;
+  stats.cpuMoves = cpuMoves_.load(std::memory_order_relaxed);
+  return stats;
+}
+
+void LogWriteThread::followLoop() {
+  const int cpu = loopCpu_.load(std::memory_order_relaxed);
+  if (cpu < 0 || cpu >= CPU_SETSIZE || cpu == followedCpu_) return;
+  // Tried once per move, whatever comes of it: a CPU it may not use is not asked for again.
+  followedCpu_ = cpu;
+  cpu_set_t target;
+  CPU_AND(&target, &caches_.l2Of(cpu), &startMask_);
+  if (CPU_COUNT(&target) == 0) return;
+  if (::sched_setaffinity(0, sizeof target, &target) == 0) {
+    cpuMoves_.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 void LogWriteThread::run() {
+  if (::sched_getaffinity(0, sizeof startMask_, &startMask_) != 0) {
+    // Unknown: it follows nobody and runs wherever the scheduler puts it.
+    CPU_ZERO(&startMask_);
+  }
   std::unique_lock lock(mutex_);
   while (true) {
     wake_.wait(lock, [this] { return stopping_ || !queued_.empty(); });
@@ -100,6 +121,7 @@ void LogWriteThread::run() {
     queued_.pop_front();
     lock.unlock();
     if (job.batch) {
+      followLoop();
       const uint64_t started = monotonicNs();
       job.result = job.batch->writeTo(job.file->get());
       job.elapsedNs = monotonicNs() - started;

@@ -5,6 +5,7 @@
 #include "logging/LogWriteThread.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "logging/CacheSharingCpus.h"
 #include "logging/LogTestSupport.h"
 #include "logging/LogWriter.h"
 #include "logging/WriteInterposer.h"
@@ -93,6 +95,43 @@ TEST_F(LogWriteThreadTest, TheLoopKeepsTurningWhileAWriteStalls) {
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0].content, "a line the disk is slow to take");
   EXPECT_EQ(writer->stats().recordsWritten, 1u);
+}
+
+// The thread writes on the CPUs that share the loop's L2 cache, and follows the loop when it
+// moves: pinned here to one allowed CPU after another, the loop finds the writing thread's
+// affinity set to that CPU's L2 siblings each time.
+TEST_F(LogWriteThreadTest, TheThreadWritesWhereTheLoopsL2CacheIs) {
+  cpu_set_t allowed;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE && cpus.size() < 3; ++cpu)
+    if (CPU_ISSET(cpu, &allowed)) cpus.push_back(cpu);
+  // Back to the first at the end: a move back is a move too.
+  if (cpus.size() > 1) cpus.push_back(cpus.front());
+  auto writer = open();
+  SlowDisk disk(path_, 0);  // notes the writing thread
+  CacheSharingCpus caches;
+  uint64_t moves = 0;
+  for (size_t i = 0; i < cpus.size(); ++i) {
+    cpu_set_t loopCpu;
+    CPU_ZERO(&loopCpu);
+    CPU_SET(cpus[i], &loopCpu);
+    ASSERT_EQ(::sched_setaffinity(0, sizeof loopCpu, &loopCpu), 0);
+    writer->write(LogStream::kStdout, "written from cpu " + std::to_string(cpus[i]) + "\n");
+    writer->write(LogStream::kStdout, "and again\n");  // no second move
+    runUntilWritten();
+    ++moves;
+    cpu_set_t expected;
+    CPU_AND(&expected, &caches.l2Of(cpus[i]), &allowed);
+    cpu_set_t actual;
+    ASSERT_EQ(::sched_getaffinity(watchedWriterThread.load(), sizeof actual, &actual), 0);
+    EXPECT_TRUE(CPU_EQUAL(&actual, &expected)) << "loop on cpu " << cpus[i];
+    EXPECT_EQ(thread_->stats().cpuMoves, moves);
+  }
+  ASSERT_EQ(::sched_setaffinity(0, sizeof allowed, &allowed), 0);
+  EXPECT_NE(watchedWriterThread.load(), ::gettid());
+  EXPECT_EQ(watchedWrites.load(), 2 * cpus.size());
+  EXPECT_EQ(strictRecords(readFile(path_)).size(), 2 * cpus.size());
 }
 
 TEST_F(LogWriteThreadTest, ABacklogIsReportedAndClearedOnceTheThreadCaughtUp) {
