@@ -13,7 +13,7 @@
 //
 // The thread runs on the CPUs that share the loop's L2 cache (CacheSharingCpus.h), following
 // the loop when it moves: a batch's bytes were just read by the loop, and copying them into the
-// page cache from another core's cache cost 15-20 % more CPU per byte than the copy from the
+// page cache from another core's cache cost 10-20 % more CPU per byte than the copy from the
 // same core (README). The loop itself is never pinned; the thread's affinity is set again before
 // the first batch submitted from another CPU, within the mask it was started with.
 #pragma once
