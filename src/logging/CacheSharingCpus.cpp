@@ -2,7 +2,6 @@
 
 #include <charconv>
 #include <fstream>
-#include <iterator>
 
 namespace monocri::logging {
 
@@ -49,9 +48,8 @@ std::optional<cpu_set_t> parseCpuList(std::string_view text) {
     const std::string_view item = text.substr(0, comma);
     const size_t dash = item.find('-');
     int first = 0;
-    int last = 0;
     if (!parseCpu(item.substr(0, dash), first)) return std::nullopt;
-    last = first;
+    int last = first;
     if (dash != std::string_view::npos && !parseCpu(item.substr(dash + 1), last)) {
       return std::nullopt;
     }
