@@ -13,12 +13,13 @@ many times as --bytes needs: it costs ~0.1 CPU s per GiB, where `yes | head -c` 
 would be the bottleneck of all three runs. Every line differs from its neighbours, so a lost,
 doubled or reordered piece shows in the check.
 
-Per run: wall time from the start (StartContainer, `runc start`, the generator's spawn) until the
-file holds the last byte (its size polled every millisecond); MB/s = payload / wall (MB = 10^6
-bytes); the CPU time of the process that writes the log (utime + stime from /proc/PID/stat,
-children excluded: the daemon plus its keeper, conmon, cat) per GiB of payload; MB logged per CPU
-second. Targets: monocri at least 3x conmon's MB per CPU second and at least half cat's MB/s.
-Each log is then read back in full: record count and every content byte against the generator.
+The three take turns at going first in each round of --repeat. Per run: wall time from the
+start (StartContainer, `runc start`, the generator's spawn) until the file holds the last byte
+(its size polled every millisecond); MB/s = payload / wall (MB = 10^6 bytes); the CPU time of
+the process that writes the log (utime + stime from /proc/PID/stat, children excluded: the
+daemon plus its keeper, conmon, cat) per GiB of payload; MB logged per CPU second. Targets:
+monocri at least 3x conmon's MB per CPU second and at least half cat's MB/s. Each log is then
+read back in full: record count and every content byte against the generator.
 
   bench/log_throughput_bench.py [--bytes 1G] [--shapes 100,16384] [--repeat 1] [--dir /var/tmp]
 
@@ -602,47 +603,68 @@ def main():
                     runs = {"monocri": [], "conmon": [], "cat": []}
                     peer_base = tempfile.mkdtemp(prefix="bench-l", dir="/tmp")  # short paths
                     peer = None
-                    for r in range(args.repeat):
-                        label = f"l{shape}-{r}"
-                        print(f"lines of {shape} B, run {r + 1}: monocri...", flush=True)
-                        try:
-                            ours, template = run_monocri(daemon, channel, workload,
-                                                         os.path.join(logs, "monocri"),
-                                                         cgroup_parent, label)
-                        except Exception as error:  # noqa: BLE001  (reported with the log)
-                            problems.append(f"monocri, {shape} B lines: {type(error).__name__}:"
-                                            f" {error}\n{log_problems(daemon)}")
-                            remove_all_pods(channel)
-                            break
-                        runs["monocri"].append(ours)
-                        problems += [f"monocri, {shape} B lines: {p}" for p in ours["problems"]]
+                    template = None
+
+                    def ours(label):
+                        nonlocal template, problems, notes
+                        result, template = run_monocri(daemon, channel, workload,
+                                                       os.path.join(logs, "monocri"),
+                                                       cgroup_parent, label)
+                        runs["monocri"].append(result)
+                        problems += [f"monocri, {shape} B lines: {p}"
+                                     for p in result["problems"]]
                         notes += [f"monocri, {shape} B lines, the daemon warned: {w}"
-                                  for w in ours["warnings"][:10]]
-                        print(f"  {mb_per_s(workload.payload, ours):.0f} MB/s, "
-                              f"{ours['cpu']:.2f} CPU s{wrong(ours)}", flush=True)
-                        print(f"lines of {shape} B, run {r + 1}: conmon...", flush=True)
+                                  for w in result["warnings"][:10]]
+                        return result
+
+                    def conmons(label):
+                        nonlocal peer, problems
                         if peer is None:
                             peer = ConmonLogPeer(peer_base, template, cgroup_parent,
                                                  os.path.join(logs, "conmon"))
                             os.makedirs(peer.log_dir, exist_ok=True)
                         with child_subreaper():
                             try:
-                                theirs = run_conmon(peer, workload, label)
+                                result = run_conmon(peer, workload, label)
                             except Exception as error:  # noqa: BLE001  (reported)
-                                theirs = {"problems": [f"{type(error).__name__}: {error}"]}
+                                result = {"problems": [f"{type(error).__name__}: {error}"]}
                             finally:
                                 problems += [f"conmon: {p}" for p in peer.remove_all()]
-                        if "check" in theirs:
-                            runs["conmon"].append(theirs)
-                            print(f"  {mb_per_s(workload.payload, theirs):.0f} MB/s, "
-                                  f"{theirs['cpu']:.2f} CPU s{wrong(theirs)}", flush=True)
-                        problems += [f"conmon, {shape} B lines: {p}" for p in theirs["problems"]]
-                        print(f"lines of {shape} B, run {r + 1}: cat...", flush=True)
-                        plain = run_cat(workload, os.path.join(logs, "cat.out"))
-                        runs["cat"].append(plain)
-                        problems += [f"cat, {shape} B lines: {p}" for p in plain["problems"]]
-                        print(f"  {mb_per_s(workload.payload, plain):.0f} MB/s, "
-                              f"{plain['cpu']:.2f} CPU s{wrong(plain)}", flush=True)
+                        if "check" in result:
+                            runs["conmon"].append(result)
+                        problems += [f"conmon, {shape} B lines: {p}" for p in result["problems"]]
+                        return result
+
+                    def cats(label):
+                        nonlocal problems
+                        result = run_cat(workload, os.path.join(logs, "cat.out"))
+                        runs["cat"].append(result)
+                        problems += [f"cat, {shape} B lines: {p}" for p in result["problems"]]
+                        return result
+
+                    writers = [("monocri", ours), ("conmon", conmons), ("cat", cats)]
+                    failed = False
+                    for r in range(args.repeat):
+                        label = f"l{shape}-{r}"
+                        # Each writer goes first in turn: on a VM that takes freed memory
+                        # back at once (README), the first after a round's deletions is the
+                        # one that pays for it. monocri's first run gives conmon its spec.
+                        for name, run in writers[r % 3:] + writers[:r % 3]:
+                            print(f"lines of {shape} B, run {r + 1}: {name}...", flush=True)
+                            try:
+                                result = run(label)
+                            except Exception as error:  # noqa: BLE001  (reported with the log)
+                                problems.append(f"{name}, {shape} B lines: "
+                                                f"{type(error).__name__}: {error}\n"
+                                                f"{log_problems(daemon)}")
+                                remove_all_pods(channel)
+                                failed = True
+                                break
+                            if "check" in result:
+                                print(f"  {mb_per_s(workload.payload, result):.0f} MB/s, "
+                                      f"{result['cpu']:.2f} CPU s{wrong(result)}", flush=True)
+                        if failed:
+                            break
                     verdicts += report(shape, workload, runs)
                     shutil.rmtree(peer_base, ignore_errors=True)
                     peer_base = None
